@@ -1,0 +1,49 @@
+"""session-magics: explore token-protected HTTP APIs from IPython and Jupyter.
+
+``%load_ext session_magics`` registers ``%login``, ``%logout`` and ``%%api``.
+Importing this package is cheap: requests, keyring, ipywidgets and pandas are
+imported only when a magic first needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import (
+    KeyringError,
+    LoginError,
+    NoFrontendError,
+    ProfileError,
+    RequestFailed,
+    RequestSyntaxError,
+    SessionExpired,
+    SessionMagicsError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KeyringError",
+    "LoginError",
+    "NoFrontendError",
+    "ProfileError",
+    "RequestFailed",
+    "RequestSyntaxError",
+    "SessionExpired",
+    "SessionMagicsError",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (called by ``%load_ext session_magics``)."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload
+
+    unload(ipython)

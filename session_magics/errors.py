@@ -1,0 +1,48 @@
+"""Exceptions raised by session-magics.
+
+Every message here is written for the person at the notebook: it says what went
+wrong and what to do next, and it never contains a password or a token.
+"""
+
+from __future__ import annotations
+
+
+class SessionMagicsError(Exception):
+    """Base class of every error session-magics raises on purpose.
+
+    The magics show these as a short message rather than a traceback.
+    """
+
+
+class SessionExpired(SessionMagicsError):
+    """The session could not be renewed: the user has to log in again."""
+
+
+class LoginError(SessionMagicsError):
+    """Logging in failed (wrong credentials, an unexpected answer from the server...)."""
+
+
+class KeyringError(SessionMagicsError):
+    """The OS keyring could not be used safely (no backend, locked, hanging...)."""
+
+
+class RequestSyntaxError(SessionMagicsError):
+    """A ``%%api`` cell could not be parsed. ``lineno`` is 1-based within the cell."""
+
+    def __init__(self, message: str, lineno: int | None = None) -> None:
+        self.lineno = lineno
+        self.reason = message
+        where = f"line {lineno}: " if lineno is not None else ""
+        super().__init__(f"{where}{message}")
+
+
+class ProfileError(SessionMagicsError):
+    """An unknown profile, or options that do not make a usable profile."""
+
+
+class NoFrontendError(SessionMagicsError):
+    """Credentials are needed but nobody can be asked (no widgets, no terminal, no env var)."""
+
+
+class RequestFailed(SessionMagicsError):
+    """The request never got an answer (connection refused, DNS failure, timeout...)."""
