@@ -1,0 +1,562 @@
+"""The IPython magics: a thin layer of argument parsing and display over the core.
+
+``%login``, ``%logout`` and ``%%api`` / ``%api``. All settings are traitlets, so
+``%config SessionMagics`` lists them and ``%config SessionMagics.timeout = 60``
+changes them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Float, List, Unicode
+
+from .errors import ProfileError, SessionMagicsError
+
+if TYPE_CHECKING:
+    from .result import ApiResult
+    from .session import ApiSession, NeedLogin
+    from .store import TokenStore
+
+_instance: SessionMagics | None = None
+
+
+def _render_traceback(self: SessionMagicsError) -> list[str]:
+    """Shown by IPython instead of a traceback: our errors are messages, not crashes."""
+    red, reset = "\x1b[0;31m", "\x1b[0m"
+    return [f"{red}{type(self).__name__}{reset}: {self}"]
+
+
+SessionMagicsError._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
+
+
+@magics_class
+class SessionMagics(Magics):
+    """Log in to token-protected HTTP APIs and explore them from IPython."""
+
+    timeout = Float(30.0, help="Default timeout of a request, in seconds.").tag(config=True)
+    login_timeout = Float(300.0, help="How long a login form or prompt waits for the user, in seconds.").tag(
+        config=True
+    )
+    leeway = Float(30.0, help="Refresh a token this many seconds before it expires.").tag(config=True)
+    use_keyring = Bool(
+        True, help="Keep tokens in the OS keyring. False: in memory for this kernel only."
+    ).tag(config=True)
+    keyring_timeout = Float(10.0, help="Longest wait for one keyring call, in seconds.").tag(config=True)
+    allow_plaintext_keyring = Bool(
+        False, help="Accept a keyring backend that stores secrets in a plaintext file."
+    ).tag(config=True)
+    expired_statuses = List(
+        [401], help="HTTP statuses that mean 'the token is no longer valid' (e.g. [401, 403])."
+    ).tag(config=True)
+    login_path = Unicode("auth/token", help="Default token endpoint, relative to the base URL.").tag(
+        config=True
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.sessions: dict[str, ApiSession] = {}
+        self.default_profile: str | None = None
+        self._keyring_store: TokenStore | None = None
+        self._memory_store: TokenStore | None = None
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def _shell(self) -> Any:
+        assert self.shell is not None
+        return self.shell
+
+    def store(self, use_keyring: bool) -> TokenStore:
+        from .store import KeyringStore, MemoryStore
+
+        if not use_keyring:
+            if self._memory_store is None:
+                memory: TokenStore = MemoryStore()
+                self._memory_store = memory
+            return self._memory_store
+        if self._keyring_store is None:
+            store: TokenStore = KeyringStore(
+                timeout=self.keyring_timeout, allow_plaintext=self.allow_plaintext_keyring
+            )
+            self._keyring_store = store
+        return self._keyring_store
+
+    def session(self, name: str | None = None) -> ApiSession:
+        """The session of profile ``name`` (default: the last one logged in)."""
+        name = name or self.default_profile
+        if name is None:
+            raise ProfileError(
+                "no API yet: run %login BASE_URL first (or give an absolute URL with --no-auth)"
+            )
+        try:
+            return self.sessions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sessions)) or "none"
+            raise ProfileError(f"unknown profile {name!r} (known: {known})") from None
+
+    def _evaluate(self, expr: str) -> Any:
+        return self._shell.ev(expr)
+
+    def _display(self, obj: Any) -> None:
+        from IPython.display import display
+
+        display(obj)
+
+    # ----------------------------------------------------- asking for login
+    def _title(self, need: NeedLogin) -> str:
+        return need.message
+
+    def _login_env(self, session: ApiSession) -> bool:
+        from .session import env_secret
+
+        profile = session.profile
+        if profile.token_env:
+            session.use_token(env_secret(profile.token_env), profile.user)
+            return True
+        if profile.password_env:
+            if not profile.user:
+                raise ProfileError("--password-env needs --user NAME")
+            session.login(profile.user, env_secret(profile.password_env))
+            return True
+        return False
+
+    def _ask(self, session: ApiSession, title: str) -> Generator[Any, None, None]:
+        """Get a login for ``session``: env var, form, terminal prompt, or a clear error.
+
+        A generator so one decision serves both drivers: it yields the form when the
+        caller has to wait for it (synchronously or with ``await``).
+        """
+        from . import waiting
+        from .ui import LoginForm, no_frontend_error, terminal_login
+
+        if self._login_env(session):
+            return
+        kind = waiting.frontend()
+        if kind == "widgets":
+            form = LoginForm(session, title)
+            self._display(form)
+            yield form
+        elif kind == "terminal":
+            terminal_login(session, title)
+        else:
+            raise no_frontend_error(session, title)
+
+    def _ask_sync(self, session: ApiSession, title: str) -> None:
+        from . import waiting
+        from .ui import outcome
+
+        for form in self._ask(session, title):
+            try:
+                finished = waiting.wait_for(lambda f=form: f.state.finished, self.login_timeout)
+            finally:
+                form.close()
+            outcome(form, finished, self.login_timeout)
+
+    async def _ask_async(self, session: ApiSession, title: str) -> None:
+        from . import waiting
+        from .ui import outcome
+
+        for form in self._ask(session, title):
+            try:
+                finished = await waiting.wait_for_async(lambda f=form: f.state.finished, self.login_timeout)
+            finally:
+                form.close()
+            outcome(form, finished, self.login_timeout)
+
+    # ---------------------------------------------------------------- %login
+    def _profile_from_args(self, args: Any) -> Any:
+        from .profile import Profile
+        from .tokens import FieldNames
+
+        url = " ".join(args.url).strip() if args.url else ""
+        name = args.profile
+        if not url:
+            if name and name in self.sessions:
+                return None
+            if self.default_profile and not name:
+                return None
+            raise ProfileError("give the API's base URL: %login https://api.example.com")
+        scheme = args.scheme
+        if scheme is not None and scheme.lower() in ("", "none"):
+            scheme = ""
+        try:
+            statuses = (
+                frozenset(int(s) for s in args.expired_status.split(","))
+                if args.expired_status
+                else frozenset(int(s) for s in self.expired_statuses)
+            )
+        except ValueError:
+            raise ProfileError("--expired-status takes numbers, e.g. 401,403") from None
+        profile = Profile(
+            name="",
+            base_url=url,
+            user=args.user,
+            login=args.login or self.login_path,
+            refresh=args.refresh,
+            revoke=args.revoke,
+            body=args.body,
+            scheme=scheme,
+            header=args.header,
+            token_mode=bool(args.token or args.token_env),
+            fields=FieldNames(args.access_field, args.refresh_field, args.expires_field),
+            expired_statuses=statuses,
+            allow_http=args.allow_http,
+            use_keyring=self.use_keyring and not args.no_keyring,
+            password_env=args.password_env,
+            token_env=args.token_env,
+        )
+        profile.name = name or profile.origin_text
+        return profile
+
+    def _session_for(self, profile: Any) -> ApiSession:
+        from .session import ApiSession
+
+        old = self.sessions.get(profile.name)
+        if old is not None and old.profile == profile:
+            return old
+        if old is not None:
+            old.close()
+        session = ApiSession(
+            profile, self.store(profile.use_keyring), timeout=self.timeout, leeway=self.leeway
+        )
+        self.sessions[profile.name] = session
+        return session
+
+    def _login_prepare(self, line: str) -> tuple[Any, ApiSession | None]:
+        args = parse_argstring(self.login, line)
+        if args.status:
+            self._print_status()
+            return args, None
+        profile = self._profile_from_args(args)
+        session = self._session_for(profile) if profile else self.session(args.profile)
+        if not session.profile.use_keyring:
+            print(
+                "Note: --no-keyring: the token is kept in memory only and is lost when the kernel stops.",
+                file=sys.stderr,
+            )
+        return args, session
+
+    def _already(self, args: Any, session: ApiSession) -> bool:
+        if args.force:
+            return False
+        token = session.token
+        if token is None:
+            return False
+        if token.is_expired(self.leeway):
+            if not token.refresh_token or session.refresh(stale=token) is None:
+                session.forget()
+                return False
+        self._logged_in(session, again=False)
+        return True
+
+    def _logged_in(self, session: ApiSession, *, again: bool = True) -> None:
+        self.default_profile = session.profile.name
+        token = session.token
+        where = session.profile.origin_text
+        if token is None:
+            return
+        verb = "Logged in" if again else "Already logged in"
+        msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
+        if session.profile.name != where:
+            msg += f" — profile {session.profile.name!r}"
+        print(msg)
+        if session.storage_warning:
+            print(f"Warning: {session.storage_warning}", file=sys.stderr)
+
+    @magic_arguments()
+    @argument("url", nargs="*", help="The API's base URL, e.g. https://api.example.com/v1")
+    @argument("--profile", help="Name this API (several can live side by side). Default: its origin.")
+    @argument("--user", help="User name (asked for when missing).")
+    @argument("--login", metavar="PATH_OR_URL", help="Token endpoint (default: auth/token).")
+    @argument("--refresh", metavar="PATH_OR_URL", help="Refresh endpoint (default: the token endpoint).")
+    @argument("--revoke", metavar="PATH_OR_URL", help="Revocation endpoint, called by %%logout.")
+    @argument(
+        "--body",
+        choices=["form", "json"],
+        default="form",
+        help="How credentials are posted: an OAuth2 form (default) or JSON.",
+    )
+    @argument(
+        "--scheme",
+        help="Scheme before the token, e.g. Bearer (default: the server's "
+        "token_type), Token for Django REST Framework, none for a bare key.",
+    )
+    @argument(
+        "--header",
+        default="Authorization",
+        help="Header that carries the token, e.g. X-API-Key (default: Authorization).",
+    )
+    @argument(
+        "--token",
+        action="store_true",
+        help="Ask for a token (API key, personal access token) instead of a password.",
+    )
+    @argument("--password-env", metavar="VAR", help="Take the password from this environment variable.")
+    @argument("--token-env", metavar="VAR", help="Take the token from this environment variable.")
+    @argument("--access-field", metavar="PATH", help="Field of the token response holding the token.")
+    @argument("--refresh-field", metavar="PATH", help="Field holding the refresh token.")
+    @argument("--expires-field", metavar="PATH", help="Field holding the lifetime in seconds.")
+    @argument(
+        "--expired-status",
+        metavar="CODES",
+        help="Statuses meaning 'token no longer valid', e.g. 401,403 (default: 401).",
+    )
+    @argument(
+        "--allow-http",
+        action="store_true",
+        help="Allow plain http to a host other than this machine (tokens travel unencrypted).",
+    )
+    @argument(
+        "--no-keyring",
+        action="store_true",
+        help="Keep the token in memory for this kernel only, not in the OS keyring.",
+    )
+    @argument("--force", action="store_true", help="Log in again even if a valid token is stored.")
+    @argument(
+        "--status", action="store_true", help="Show who is logged in where, and until when (never the token)."
+    )
+    @no_var_expand
+    @line_magic
+    def login(self, line: str = "") -> None:
+        """Log in to an API once; the token is kept in the OS keyring, never in the notebook.
+
+        With a valid stored token it just says who is logged in. Otherwise it shows a
+        login form (JupyterLab / Notebook), prompts (terminal IPython), or reads the
+        secret from --password-env / --token-env (scheduled runs). ::
+
+            %login http://127.0.0.1:8765 --user demo
+            %login https://api.example.com --token --header X-API-Key
+            %login https://api.example.com --user bot --password-env API_PASSWORD
+            %login --status
+        """
+        args, session = self._login_prepare(line)
+        if session is None or self._already(args, session):
+            return
+        self._ask_sync(session, f"Log in to {session.profile.origin_text}")
+        self._logged_in(session)
+
+    async def login_async(self, line: str = "") -> None:
+        args, session = self._login_prepare(line)
+        if session is None or self._already(args, session):
+            return
+        await self._ask_async(session, f"Log in to {session.profile.origin_text}")
+        self._logged_in(session)
+
+    def _print_status(self) -> None:
+        if not self.sessions:
+            print("No profiles yet: %login BASE_URL")
+            return
+        rows = []
+        for name, session in self.sessions.items():
+            try:
+                token = session.token
+                state = (
+                    f"{token.user}, token expires {token.describe_expiry()}"
+                    + (", refreshable" if token.refresh_token else "")
+                    if token
+                    else "not logged in"
+                )
+            except SessionMagicsError as exc:
+                state = f"unknown ({exc})"
+            mark = "*" if name == self.default_profile else " "
+            rows.append(f"{mark} {name}: {session.profile.base_url} — {state} — {session.store.description}")
+        print("\n".join(rows))
+
+    # --------------------------------------------------------------- %logout
+    @magic_arguments()
+    @argument("--profile", help="The profile to log out of (default: the current one).")
+    @no_var_expand
+    @line_magic
+    def logout(self, line: str = "") -> None:
+        """Log out: revoke the token (if the API has a revoke endpoint), delete it from the
+        keyring and from memory."""
+        args = parse_argstring(self.logout, line)
+        session = self.session(args.profile)
+        notes = session.logout()
+        for note in notes:
+            print(f"Note: {note}", file=sys.stderr)
+        print(f"Logged out of {session.profile.origin_text}; the stored token was deleted.")
+
+    # ------------------------------------------------------------------ %%api
+    def _api_prepare(self, line: str, cell: str | None) -> tuple[Any, ApiSession | None, dict[str, Any]]:
+        from .profile import origin_of
+        from .request import parse_request
+
+        args = parse_argstring(self.api, line)
+        if cell is None:
+            text = " ".join(args.request)
+            if not text.strip():
+                raise SessionMagicsError("give a request: %api GET /path (or use %%api as a cell magic)")
+        else:
+            if args.request:
+                raise SessionMagicsError(
+                    f"unexpected {' '.join(args.request)!r} after %%api: the request goes on the next line"
+                )
+            text = cell
+        spec = parse_request(text, self._evaluate)
+        absolute = origin_of(spec.url) is not None
+        # No profile at all and an absolute URL: a plain request, no token anywhere.
+        plain = absolute and not args.profile and self.default_profile is None
+        session = None if plain else self.session(args.profile)
+        kwargs: dict[str, Any] = dict(
+            headers=spec.headers,
+            body=spec.body.encode("utf-8") if spec.body is not None else None,
+            timeout=args.timeout,
+            auth=not args.no_auth,
+        )
+        if spec.body is not None and spec.header("Content-Type") is None:
+            kwargs["headers"] = spec.headers + [
+                ("Content-Type", "application/json" if spec.json_body else "text/plain; charset=utf-8")
+            ]
+        kwargs["method"], kwargs["url"] = spec.method, spec.url
+        return args, session, kwargs
+
+    def _plain_request(self, kwargs: dict[str, Any]) -> ApiResult:
+        """A request with no profile at all (an absolute URL before any %login)."""
+        from .profile import Profile
+        from .session import ApiSession
+
+        origin = kwargs["url"]
+        session = ApiSession(
+            Profile(name="", base_url=origin, allow_http=True), self.store(False), timeout=self.timeout
+        )
+        try:
+            return session.request(**{**kwargs, "auth": False})
+        finally:
+            session.close()
+
+    def _api_finish(self, args: Any, result: ApiResult) -> ApiResult | None:
+        if args.output:
+            self._shell.user_ns[args.output] = result
+        if args.verbose:
+            print(result.headers_text())
+        if args.quiet:
+            return None
+        if result.json_tree:
+            from IPython.display import HTML
+
+            self._display(HTML(f'<div style="font-family:monospace">{_escape(result.summary())}</div>'))
+        return result
+
+    @magic_arguments()
+    @argument("request", nargs="*", help="Line form only: the request, e.g. GET /users")
+    @argument("-o", "--output", metavar="NAME", help="Also assign the result to this variable.")
+    @argument("--profile", help="Which API (default: the last one logged in).")
+    @argument("--no-auth", action="store_true", help="Send no token.")
+    @argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="Show request and response headers (credentials redacted).",
+    )
+    @argument("--timeout", type=float, help="Timeout in seconds (default: SessionMagics.timeout).")
+    @argument("-q", "--quiet", action="store_true", help="Show nothing (use with -o).")
+    @no_var_expand
+    @line_cell_magic
+    def api(self, line: str = "", cell: str | None = None) -> ApiResult | None:
+        """Send an HTTP request written like an HTTP file; the token is added for its API only.
+
+        ::
+
+            %%api -o penguins
+            GET /penguins?per_page=50
+            Accept: application/json
+
+            (blank line, then an optional JSON or text body)
+
+        ``{{expr}}`` inserts a Python value. The result has ``status_code``,
+        ``headers``, ``text``, ``json()``, ``.data`` and ``.df``. An expired session is
+        renewed (refresh, or a login form right here) and the request completes.
+        Line form: ``%api GET /path`` and ``x = %api GET /path``.
+        """
+        from .session import drive
+
+        args, session, kwargs = self._api_prepare(line, cell)
+        if session is None:
+            return self._api_finish(args, self._plain_request(kwargs))
+        flow = session.request_flow(**kwargs)
+        result = drive(flow, lambda need: self._ask_sync(session, self._title(need)))
+        return self._api_finish(args, result)
+
+    async def api_async(self, line: str = "", cell: str | None = None) -> ApiResult | None:
+        args, session, kwargs = self._api_prepare(line, cell)
+        if session is None:
+            return self._api_finish(args, self._plain_request(kwargs))
+        flow = session.request_flow(**kwargs)
+        result = await drive_async(flow, lambda need: self._ask_async(session, self._title(need)))
+        return self._api_finish(args, result)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+async def drive_async(flow: Generator[Any, None, Any], on_login: Callable[[Any], Awaitable[None]]) -> Any:
+    """The asynchronous driver of a renewal flow (the twin of :func:`session.drive`)."""
+    try:
+        need = next(flow)
+        while True:
+            await on_login(need)
+            need = flow.send(None)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def run_async(kind: str, name: str, line: str, cell: str | None = None) -> Any:
+    """What rewritten cells await: the magic ``name`` in its asynchronous form.
+
+    The input transformer (see :mod:`session_magics.waiting`) turns ``%login ...`` and
+    ``%%api`` cells into ``await run_async(...)`` on kernels where an awaiting cell lets
+    widget messages through, so a login form can be answered while the cell runs.
+    """
+    magics = _instance
+    if magics is None:
+        raise SessionMagicsError("session_magics is not loaded: %load_ext session_magics")
+    if name == "login":
+        return await magics.login_async(line)
+    if name == "api":
+        return await magics.api_async(line, cell)
+    if name == "logout":
+        return magics.logout(line)
+    raise SessionMagicsError(f"unknown magic {name!r}")
+
+
+def load(ip: Any) -> None:
+    global _instance
+    if _instance is not None and _instance.shell is ip:
+        return
+    magics = SessionMagics(shell=ip, parent=ip)
+    ip.register_magics(magics)
+    if magics not in ip.configurables:
+        ip.configurables.append(magics)
+    _instance = magics
+    try:
+        from . import waiting
+
+        waiting.install_transformer(
+            ip, {"login", "api", "logout"}, "__import__('session_magics.magics').magics.run_async"
+        )
+    except ImportError:  # pragma: no cover - waiting ships with the package
+        pass
+
+
+def unload(ip: Any) -> None:
+    global _instance
+    try:
+        from . import waiting
+
+        waiting.uninstall_transformer(ip)
+    except ImportError:  # pragma: no cover
+        pass
+    if _instance is not None:
+        for session in _instance.sessions.values():
+            session.close()
+        if _instance in ip.configurables:
+            ip.configurables.remove(_instance)
+    _instance = None

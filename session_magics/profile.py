@@ -1,0 +1,152 @@
+"""Profiles: one API (base URL, endpoints, how the token is sent) and its user.
+
+A profile's *origin* — scheme, host and port, as browsers define it — is the one
+place its token may be sent. :func:`origin_of` and :meth:`Profile.owns` are the
+only origin checks in the package.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+from .errors import ProfileError
+from .tokens import FieldNames
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an absolute http(s) URL, or None.
+
+    Host names are compared case-insensitively; a missing port is the scheme's default.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
+
+
+def format_origin(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    shown = f"[{host}]" if ":" in host else host
+    if DEFAULT_PORTS.get(scheme) == port:
+        return f"{scheme}://{shown}"
+    return f"{scheme}://{shown}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_base_url(url: str) -> str:
+    """Check a base URL and give it a trailing slash (so relative paths join under it)."""
+    url = url.strip()
+    if "://" not in url:
+        raise ProfileError(
+            f"{url!r} is not an absolute URL: give the API's base URL, e.g. %login https://api.example.com/v1"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in DEFAULT_PORTS:
+        raise ProfileError(f"{url!r}: only http:// and https:// URLs are supported")
+    if parts.username or parts.password:
+        raise ProfileError(
+            "the base URL must not contain a user name or password "
+            "(credentials in URLs end up in history and logs); use --user instead"
+        )
+    if origin_of(url) is None:
+        raise ProfileError(f"{url!r} is not a valid URL (check the host name and port)")
+    if parts.query or parts.fragment:
+        raise ProfileError(f"{url!r}: a base URL takes no query string or fragment")
+    if not url.endswith("/"):
+        url += "/"
+    return url
+
+
+@dataclass
+class Profile:
+    """Everything session-magics knows about one API, none of it secret."""
+
+    name: str
+    base_url: str
+    user: str | None = None
+    login: str = "auth/token"  # a path relative to base_url or an absolute URL
+    refresh: str | None = None  # None: the login endpoint (OAuth2 style)
+    revoke: str | None = None
+    body: str = "auto"  # how credentials are posted: form | json | auto
+    scheme: str | None = None  # None: the token_type the server gave (usually Bearer)
+    header: str = "Authorization"
+    token_mode: bool = False  # a pasted token / API key instead of username + password
+    fields: FieldNames = field(default_factory=FieldNames)
+    expired_statuses: frozenset[int] = frozenset({401})
+    allow_http: bool = False
+    use_keyring: bool = True
+    # Names (never values) of environment variables holding the secret, for scheduled runs.
+    password_env: str | None = None
+    token_env: str | None = None
+
+    def __post_init__(self) -> None:
+        self.base_url = normalize_base_url(self.base_url)
+        if self.body not in ("form", "json", "auto"):
+            raise ProfileError(f"--body must be form or json, not {self.body!r}")
+        origin = self.origin
+        if origin[0] == "http" and not self.allow_http and not is_loopback(origin[1]):
+            raise ProfileError(
+                f"{self.base_url} uses plain http: tokens would cross the network unencrypted. "
+                "Use https, or pass --allow-http if you accept that risk."
+            )
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        origin = origin_of(self.base_url)
+        assert origin is not None  # checked in __post_init__
+        return origin
+
+    @property
+    def origin_text(self) -> str:
+        return format_origin(self.origin)
+
+    @property
+    def host(self) -> str:
+        return self.origin[1]
+
+    def url(self, path_or_url: str) -> str:
+        """Resolve a path against the base URL; absolute URLs are returned unchanged.
+
+        ``/users`` and ``users`` both land under the base URL's path, as in REST
+        Client's and HTTPie's base-URL handling, which is what people expect from a
+        base URL such as ``https://host/api/v1``.
+        """
+        if "://" in path_or_url:
+            return path_or_url
+        if path_or_url.startswith("//"):
+            raise ProfileError(f"{path_or_url!r}: write the scheme, e.g. https:{path_or_url}")
+        return urljoin(self.base_url, path_or_url.lstrip("/"))
+
+    def owns(self, url: str) -> bool:
+        """Whether the token of this profile may be sent to ``url``."""
+        origin = origin_of(url)
+        if origin is None or origin != self.origin:
+            return False
+        if origin[0] == "http" and not self.allow_http and not is_loopback(origin[1]):
+            return False
+        return True
+
+    @property
+    def keyring_service(self) -> str:
+        return f"session-magics {self.origin_text}"
+
+    def describe(self) -> str:
+        who = self.user or "?"
+        return f"{who} at {self.origin_text}"

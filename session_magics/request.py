@@ -1,0 +1,192 @@
+"""Parse a ``%%api`` cell: the HTTP-file layout of VS Code REST Client and JetBrains.
+
+::
+
+    # comments start with # or //
+    POST /penguins?species=Adelie      <- method (optional, default GET) and URL
+    Accept: application/json           <- headers
+                                       <- a blank line
+    {"name": "{{name}}"}               <- the body (JSON or text)
+
+* Lines right after the request line that start with ``?`` or ``&`` continue the
+  query string, as in REST Client.
+* ``{{expr}}`` is replaced by the value of a Python expression, evaluated by the
+  caller (in the user's namespace). In the URL and headers the value is inserted
+  with ``str()``; in a body, strings are inserted as they are and any other value
+  (numbers, booleans, None, lists, dicts) as JSON, so ``{"n": {{n}}}`` stays JSON.
+* Everything that goes wrong is a :class:`RequestSyntaxError` naming the line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RequestSyntaxError
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_VERSION = re.compile(r"\s+HTTP/\d(\.\d)?$", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+Evaluator = Callable[[str], Any]
+
+
+@dataclass
+class RequestSpec:
+    method: str
+    url: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: str | None = None
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in reversed(self.headers):
+            if key.lower() == lname:
+                return value
+        return None
+
+    @property
+    def json_body(self) -> bool:
+        """Whether the body is JSON (declared, or undeclared but valid JSON)."""
+        if self.body is None:
+            return False
+        ctype = self.header("Content-Type")
+        if ctype is not None:
+            return "json" in ctype.lower()
+        try:
+            json.loads(self.body)
+        except ValueError:
+            return False
+        return True
+
+
+def _is_comment(line: str) -> bool:
+    s = line.lstrip()
+    return s.startswith("#") or s.startswith("//")
+
+
+def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json: bool) -> str:
+    if "{{" not in text:
+        if "}}" in text and evaluate is not None and not as_json:
+            raise RequestSyntaxError("'}}' without a matching '{{'", lineno)
+        return text
+    if evaluate is None:
+        raise RequestSyntaxError("{{...}} needs a namespace to evaluate in", lineno)
+    out: list[str] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(text):
+        out.append(text[pos : match.start()])
+        expr = match.group(1).strip()
+        line_of_match = lineno + text.count("\n", 0, match.start())
+        if not expr:
+            raise RequestSyntaxError("empty {{ }}: put a Python expression inside", line_of_match)
+        try:
+            value = evaluate(expr)
+        except SyntaxError as exc:
+            raise RequestSyntaxError(
+                f"{{{{{expr}}}}} is not a valid Python expression ({exc.msg})", line_of_match
+            ) from None
+        except Exception as exc:
+            raise RequestSyntaxError(
+                f"{{{{{expr}}}}} failed: {type(exc).__name__}: {exc}", line_of_match
+            ) from None
+        if as_json and not isinstance(value, str):
+            try:
+                out.append(json.dumps(value))
+            except (TypeError, ValueError):
+                out.append(str(value))
+        else:
+            out.append(str(value))
+        pos = match.end()
+    rest = text[pos:]
+    if "{{" in rest:
+        bad = lineno + text.count("\n", 0, pos + rest.index("{{"))
+        raise RequestSyntaxError("'{{' without a closing '}}'", bad)
+    out.append(rest)
+    return "".join(out)
+
+
+def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: int = 1) -> RequestSpec:
+    """Parse a request written in the HTTP-file layout.
+
+    ``evaluate`` evaluates the expressions of ``{{expr}}`` placeholders;
+    ``first_line`` is the cell line number of ``text``'s first line (for messages).
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    i = 0
+    while i < len(lines) and (not lines[i].strip() or _is_comment(lines[i])):
+        i += 1
+    if i == len(lines):
+        raise RequestSyntaxError("the cell has no request: expected a line such as 'GET /path'", first_line)
+
+    def no(index: int) -> int:
+        return first_line + index
+
+    request_line = _VERSION.sub("", lines[i].strip())
+    # Placeholders may hold spaces ({{ page + 1 }}): look at the line with them masked.
+    masked = _PLACEHOLDER.sub(lambda m: "x" * len(m.group(0)), request_line)
+    first_space = next((k for k, ch in enumerate(masked) if ch.isspace()), None)
+    word = request_line[:first_space] if first_space is not None else request_line
+    if word.upper() in METHODS and first_space is not None:
+        method = word.upper()
+        rest_start = first_space + len(masked[first_space:]) - len(masked[first_space:].lstrip())
+        target, masked_target = request_line[rest_start:], masked[rest_start:]
+    elif word.upper() in METHODS:
+        raise RequestSyntaxError(f"{word.upper()} needs a URL or path after it", no(i))
+    elif first_space is not None and _TOKEN.match(word) and not word.startswith(("/", "?")):
+        raise RequestSyntaxError(
+            f"unknown method {word!r}: expected one of {', '.join(METHODS)}, then a path or URL",
+            no(i),
+        )
+    else:
+        method, target, masked_target = "GET", request_line, masked
+    if any(ch.isspace() for ch in masked_target):
+        raise RequestSyntaxError(
+            f"expected 'METHOD URL' but found spaces in the URL {target!r} (percent-encode them as %20)",
+            no(i),
+        )
+    url = _interpolate(target, no(i), evaluate, as_json=False)
+    i += 1
+    while i < len(lines) and lines[i].lstrip().startswith(("?", "&")):
+        part = lines[i].strip()
+        url += _interpolate(part, no(i), evaluate, as_json=False)
+        i += 1
+    if not url:
+        raise RequestSyntaxError("the URL is empty", no(i - 1))
+
+    headers: list[tuple[str, str]] = []
+    while i < len(lines) and lines[i].strip():
+        line = lines[i]
+        if line.strip().startswith("###"):
+            raise RequestSyntaxError("one request per cell: '###' separators are not supported", no(i))
+        if _is_comment(line):
+            i += 1
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise RequestSyntaxError(
+                f"expected a header 'Name: value' (or a blank line before the body), got {line.strip()!r}",
+                no(i),
+            )
+        if not _TOKEN.match(name):
+            raise RequestSyntaxError(f"{name!r} is not a valid header name", no(i))
+        value = _interpolate(value.strip(), no(i), evaluate, as_json=False)
+        if "\n" in value or "\r" in value:
+            raise RequestSyntaxError(f"the value of header {name!r} contains a line break", no(i))
+        headers.append((name, value))
+        i += 1
+
+    body: str | None = None
+    if i < len(lines):
+        start = i + 1
+        while start < len(lines) and not lines[start].strip():
+            start += 1
+        raw = "\n".join(lines[start:]).rstrip("\n")
+        if raw.strip():
+            body = _interpolate(raw, no(start), evaluate, as_json=True)
+    return RequestSpec(method=method, url=url, headers=headers, body=body)

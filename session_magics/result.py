@@ -1,0 +1,249 @@
+"""ApiResult: a ``requests.Response`` look-alike made for exploring.
+
+* ``status_code``, ``headers``, ``text``, ``content``, ``json()``, ``ok``, ``url``,
+  ``raise_for_status()`` behave as in requests;
+* ``.data`` is the parsed body (JSON, else text), ``.df`` a pandas DataFrame when
+  the body is a list of records or holds one (``results``, ``data``, ``items``...);
+* it displays itself, bounded: a summary line, JSON as ``application/json`` (a
+  collapsible tree in JupyterLab) when it is small, else a truncated preview, and
+  tables as a bounded HTML table. A 10 MB answer never puts 10 MB into a notebook.
+* ``headers_text()`` shows headers with credentials redacted.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
+    import requests
+
+REDACTED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
+)
+RECORD_KEYS = ("results", "data", "items", "records", "rows", "entries", "values")
+MAX_JSON_BYTES = 100_000  # above this, no JSON tree: a preview
+MAX_TEXT_CHARS = 20_000
+MAX_TABLE_ROWS = 20
+_UNPARSED = object()
+
+
+def redact_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], extra: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    hidden = REDACTED_HEADERS | {h.lower() for h in extra}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out = []
+    for key, value in items:
+        if key.lower() in hidden:
+            scheme = value.split(" ", 1)[0] if " " in value and key.lower().endswith("authorization") else ""
+            out.append((key, f"{scheme} ●●●●●●".strip()))
+        else:
+            out.append((key, value))
+    return out
+
+
+def find_records(data: Any) -> list[Any] | None:
+    """The list of records in a JSON answer: the answer itself, or a list inside a wrapper."""
+    if isinstance(data, list):
+        return data if data and all(isinstance(r, dict) for r in data[:50]) else None
+    if isinstance(data, dict):
+        for key in RECORD_KEYS:
+            value = data.get(key)
+            if isinstance(value, list) and value and all(isinstance(r, dict) for r in value[:50]):
+                return value
+        lists = [v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if len(lists) == 1:
+            return lists[0]
+    return None
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+class ApiResult:
+    """The answer to one ``%%api`` request."""
+
+    def __init__(self, response: requests.Response, *, method: str | None = None) -> None:
+        self.response = response
+        self.method = method or (response.request.method if response.request else "GET") or "GET"
+        self._data: Any = _UNPARSED
+        self._df: Any = _UNPARSED
+        self.extra_redacted: tuple[str, ...] = ()
+
+    # -- requests.Response look-alike
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def reason(self) -> str:
+        return self.response.reason or ""
+
+    @property
+    def headers(self) -> Any:
+        return self.response.headers
+
+    @property
+    def url(self) -> str:
+        return self.response.url
+
+    @property
+    def ok(self) -> bool:
+        return self.response.ok
+
+    @property
+    def text(self) -> str:
+        return self.response.text
+
+    @property
+    def content(self) -> bytes:
+        return self.response.content
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from sending to the answer (including redirects and retries)."""
+        total = getattr(self.response, "elapsed_total", None)
+        return float(total) if total is not None else self.response.elapsed.total_seconds()
+
+    @property
+    def links(self) -> dict[str, Any]:
+        return self.response.links
+
+    def json(self, **kwargs: Any) -> Any:
+        return self.response.json(**kwargs)
+
+    def raise_for_status(self) -> None:
+        self.response.raise_for_status()
+
+    # -- exploration
+    @property
+    def is_json(self) -> bool:
+        ctype = self.headers.get("Content-Type", "").lower()
+        return "json" in ctype
+
+    @property
+    def data(self) -> Any:
+        """The parsed body: JSON when it parses, else the text (bytes for binary answers)."""
+        if self._data is _UNPARSED:
+            content = self.content
+            ctype = self.headers.get("Content-Type", "").lower()
+            try:
+                self._data = json.loads(content) if content else None
+            except ValueError:
+                binary = not ctype.startswith("text/") and (b"\x00" in content[:1024])
+                self._data = content if binary else self.text
+        return self._data
+
+    @property
+    def records(self) -> list[Any] | None:
+        return find_records(self.data)
+
+    @property
+    def df(self) -> pandas.DataFrame:
+        """The records as a pandas DataFrame (nested fields flattened with json_normalize)."""
+        if self._df is _UNPARSED:
+            try:
+                import pandas as pd
+            except ImportError:
+                raise ImportError(".df needs pandas: pip install 'session-magics[pandas]'") from None
+            records = self.records
+            if records is None:
+                raise ValueError("the answer holds no list of records to make a DataFrame of; look at .data")
+            self._df = pd.json_normalize(records)
+        return self._df
+
+    def headers_text(self, *, request: bool = True) -> str:
+        lines = []
+        req = self.response.request
+        if request and req is not None:
+            lines.append(f"> {req.method} {req.url}")
+            lines += [f"> {k}: {v}" for k, v in redact_headers(req.headers, self.extra_redacted)]
+            lines.append(">")
+        lines.append(f"< {self.status_code} {self.reason}")
+        lines += [f"< {k}: {v}" for k, v in redact_headers(self.headers, self.extra_redacted)]
+        return "\n".join(lines)
+
+    # -- display
+    def summary(self) -> str:
+        size = len(self.content)
+        ctype = self.headers.get("Content-Type", "").split(";")[0] or "no content type"
+        return (
+            f"{self.method} {self.url} → {self.status_code} {self.reason} "
+            f"· {self.elapsed * 1000:.0f} ms · {_size(size)} {ctype}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>"
+
+    def _preview_text(self) -> str:
+        data = self.data
+        if isinstance(data, bytes):
+            return f"<{_size(len(data))} of binary data: use .content, or --save FILE>"
+        if isinstance(data, str):
+            text = data
+        else:
+            text = json.dumps(data, indent=2, ensure_ascii=False)
+        if len(text) > MAX_TEXT_CHARS:
+            cut = len(text) - MAX_TEXT_CHARS
+            text = text[:MAX_TEXT_CHARS] + f"\n… ({cut:,} more characters: use .data, .text or .df)"
+        return text
+
+    def _table_html(self) -> str | None:
+        records = self.records
+        if not records:
+            return None
+        shown = records[:MAX_TABLE_ROWS]
+        try:
+            import pandas as pd
+        except ImportError:
+            return None
+        table = pd.json_normalize(shown).to_html(max_cols=30, border=0, na_rep="")
+        more = len(records) - len(shown)
+        note = (
+            f"<div><em>{len(records):,} records, first {len(shown)} shown; all in .df</em></div>"
+            if more > 0
+            else ""
+        )
+        return table + note
+
+    @property
+    def json_tree(self) -> bool:
+        """Whether the display is a JSON tree (which cannot carry the summary line itself)."""
+        return (
+            self.ok
+            and self.is_json
+            and len(self.content) <= MAX_JSON_BYTES
+            and not isinstance(self.data, str)
+            and self.records is None
+        )
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        summary = self.summary()
+        problem = (
+            "" if self.ok else f"\nHTTP {self.status_code} {self.reason}: the server refused the request."
+        )
+        text = f"{summary}{problem}\n{self._preview_text()}"
+        bundle: dict[str, Any] = {"text/plain": text}
+        if self.json_tree:
+            bundle["application/json"] = self.data
+            return bundle, {"application/json": {"expanded": False, "root": "data"}}
+        color = "#2e7d32" if self.ok else "#c62828"
+        head = f'<div style="font-family:monospace;color:{color}">{html.escape(summary)}</div>'
+        if not self.ok:
+            status = html.escape(f"HTTP {self.status_code} {self.reason}")
+            head += f'<div style="color:{color}"><b>{status}</b>: the server refused the request.</div>'
+        table = self._table_html() if self.ok else None
+        body = table if table is not None else f"<pre>{html.escape(self._preview_text())}</pre>"
+        bundle["text/html"] = head + body
+        return bundle, {}

@@ -1,0 +1,571 @@
+"""ApiSession: one profile's HTTP session and its token life cycle, usable without IPython.
+
+>>> from session_magics.session import ApiSession
+>>> from session_magics.profile import Profile
+>>> s = ApiSession(Profile(name="demo", base_url="http://127.0.0.1:8765", user="demo"))
+>>> s.login("demo", password)          # doctest: +SKIP
+>>> s.request("GET", "/penguins").df   # doctest: +SKIP
+
+How a request is authenticated (the renewal flow, :meth:`ApiSession.request_flow`):
+
+1. Take the token: from memory, else from the store (read once per process).
+   Refresh it first when it expires within ``leeway`` seconds.
+2. Send. The token is attached only when the URL belongs to the profile's origin
+   (scheme, host and port), and only if the request has no such header already.
+3. If the answer is one of the profile's *expired* statuses (default 401):
+   re-read the store (another kernel may have logged in) → else refresh once
+   (single-flight: threads that hit the 401 together cause one refresh) → else
+   forget the token and ask for a login (the flow *yields* :class:`NeedLogin`;
+   the caller's driver shows a form, prompts, reads an env var, or gives up with
+   :class:`~session_magics.errors.SessionExpired`). Then retry — at most one
+   refresh and one login per request: never a loop.
+
+The flow is a generator so that a synchronous driver (terminal, env var, scripts)
+and an asynchronous one (the login form in a running notebook cell) share every
+decision; :meth:`ApiSession.request` is the synchronous driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import LoginError, RequestFailed, SessionExpired
+from .profile import Profile, origin_of
+from .store import KeyringStore, MemoryStore, TokenStore
+from .tokens import Token, parse_token_response
+
+if TYPE_CHECKING:
+    import requests
+
+    from .result import ApiResult
+
+DEFAULT_TIMEOUT = 30.0
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+USER_AGENT = "session-magics/0.1"
+
+
+@dataclass(frozen=True)
+class NeedLogin:
+    """Yielded by :meth:`ApiSession.request_flow` when only a new login can go on."""
+
+    profile: Profile
+    reason: str  # "expired" | "not logged in"
+
+    @property
+    def message(self) -> str:
+        if self.reason == "expired":
+            return f"Session expired for {self.profile.describe()} — log in to continue"
+        return f"Not logged in at {self.profile.origin_text} — log in to continue"
+
+
+LoginDriver = Callable[[NeedLogin], None]
+
+
+def redact_message(text: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "●●●●")
+    return text
+
+
+def _build_http(profile: Profile) -> requests.Session:
+    """A requests.Session that never hands a credential to another origin.
+
+    requests strips ``Authorization`` on redirects to another host, but not a custom
+    header such as ``X-API-Key``, and it re-applies ``.netrc`` credentials after a
+    redirect. Here every redirect drops the profile's header unless the new URL
+    is the profile's own origin, and ``.netrc`` is never consulted (every request
+    carries an explicit auth object, which also keeps ``.netrc`` out of the first hop).
+    Proxies and CA bundles from the environment still apply (``trust_env``).
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    header = profile.header
+
+    class _Session(requests.Session):
+        def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+            url = prepared_request.url or ""
+            headers = prepared_request.headers
+            if not profile.owns(url):
+                headers.pop(header, None)
+                old = origin_of(response.request.url or "")
+                if old is None or old != origin_of(url):
+                    headers.pop("Authorization", None)
+                    headers.pop("Proxy-Authorization", None)
+
+    http = _Session()
+    http.headers["User-Agent"] = USER_AGENT
+    retry_kwargs: dict[str, Any] = dict(
+        total=2,
+        connect=0,
+        read=0,
+        redirect=None,
+        status=2,
+        other=0,
+        allowed_methods=IDEMPOTENT,
+        status_forcelist=(429, 503),
+        backoff_factor=0.5,
+        backoff_max=10,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+    import inspect
+
+    if "retry_after_max" in inspect.signature(Retry.__init__).parameters:
+        retry_kwargs["retry_after_max"] = 10
+    adapter = HTTPAdapter(max_retries=Retry(**retry_kwargs))
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
+    return http
+
+
+class _NoAuth:
+    """An auth object that adds nothing: its presence keeps requests from reading .netrc."""
+
+    def __call__(self, request: Any) -> Any:
+        return request
+
+
+class ApiSession:
+    """The token and HTTP session of one profile."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        store: TokenStore | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        leeway: float = 30.0,
+    ) -> None:
+        self.profile = profile
+        if store is None:
+            store = KeyringStore() if profile.use_keyring else MemoryStore()
+        self.store: TokenStore = store
+        self.timeout = timeout
+        self.leeway = leeway
+        self._token: Token | None = None
+        self._loaded = False
+        self._lock = threading.RLock()  # single-flight refresh and token swaps
+        self._http_session: requests.Session | None = None
+        self.storage_warning: str | None = None
+
+    def __repr__(self) -> str:
+        state = "logged in" if self._token else "not logged in"
+        return f"<ApiSession {self.profile.name!r} {self.profile.describe()} ({state})>"
+
+    # ------------------------------------------------------------------ HTTP
+    @property
+    def http(self) -> requests.Session:
+        if self._http_session is None:
+            self._http_session = _build_http(self.profile)
+        return self._http_session
+
+    def close(self) -> None:
+        if self._http_session is not None:
+            self._http_session.close()
+            self._http_session = None
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        json_body: Any = None,
+        timeout: float | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        import requests
+
+        try:
+            return self.http.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                json=json_body,
+                timeout=timeout or self.timeout,
+                auth=_NoAuth(),
+                allow_redirects=True,
+                stream=stream,
+            )
+        except requests.exceptions.InvalidURL as exc:
+            raise RequestFailed(f"{method} {_safe_url(url)}: invalid URL ({exc})") from None
+        except requests.exceptions.MissingSchema:
+            raise RequestFailed(f"{method} {_safe_url(url)}: the URL needs http:// or https://") from None
+        except requests.exceptions.ConnectTimeout:
+            raise RequestFailed(
+                f"{method} {_safe_url(url)}: could not connect within {timeout or self.timeout:g} s"
+            ) from None
+        except requests.exceptions.Timeout:
+            raise RequestFailed(
+                f"{method} {_safe_url(url)}: no answer within {timeout or self.timeout:g} s "
+                "(raise it with --timeout)"
+            ) from None
+        except requests.exceptions.SSLError as exc:
+            raise RequestFailed(f"{method} {_safe_url(url)}: TLS error ({_root_cause(exc)})") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise RequestFailed(f"{method} {_safe_url(url)}: {_connection_reason(exc)}") from None
+        except requests.exceptions.TooManyRedirects:
+            raise RequestFailed(f"{method} {_safe_url(url)}: too many redirects") from None
+        except requests.exceptions.RequestException as exc:
+            raise RequestFailed(
+                f"{method} {_safe_url(url)}: {type(exc).__name__}: {_root_cause(exc)}"
+            ) from None
+
+    # ---------------------------------------------------------------- tokens
+    @property
+    def token(self) -> Token | None:
+        """The current token (loaded from the store on first use)."""
+        with self._lock:
+            if not self._loaded:
+                self._token = self.store.load(self.profile)
+                self._loaded = True
+                if self._token and self._token.user and not self.profile.user:
+                    self.profile.user = self._token.user
+            return self._token
+
+    def _remember(self, token: Token) -> Token:
+        """Keep a new token in memory and in the store; a store failure loses nothing."""
+        from .errors import KeyringError
+
+        with self._lock:
+            self._token = token
+            self._loaded = True
+            if token.user and not self.profile.user:
+                self.profile.user = token.user
+        try:
+            self.store.save(self.profile, token)
+            self.storage_warning = None
+        except KeyringError as exc:
+            self.storage_warning = (
+                f"logged in, but the token could not be saved in the keyring, so it is kept in "
+                f"memory for this kernel only: {exc}"
+            )
+        return token
+
+    def forget(self) -> None:
+        """Drop the token from memory and from the store."""
+        with self._lock:
+            self._token = None
+            self._loaded = True
+        self.store.delete(self.profile)
+
+    def _post_credentials(self, url: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
+        if self.profile.body == "json":
+            resp = self._send("POST", url, json_body=payload, headers={"Accept": "application/json"})
+        else:
+            resp = self._send("POST", url, data=payload, headers={"Accept": "application/json"})
+        ctype = resp.headers.get("Content-Type", "")
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if resp.status_code >= 400:
+            raise LoginError(redact_message(_server_error(resp, data), *secrets))
+        if data is None:
+            raise LoginError(
+                f"{_safe_url(url)} answered {resp.status_code} with {ctype or 'no content type'}, "
+                "not JSON: is the login endpoint right (--login)?"
+            )
+        return data
+
+    def login(self, user: str, password: str) -> Token:
+        """Log in with a user name and password; the password is used for this request only."""
+        if not user:
+            raise LoginError("a user name is needed")
+        if not password:
+            raise LoginError("the password is empty")
+        url = self.profile.url(self.profile.login)
+        if self.profile.body == "json":
+            payload = {"username": user, "password": password}
+        else:
+            payload = {"grant_type": "password", "username": user, "password": password}
+        data = self._post_credentials(url, payload, (password,))
+        token = parse_token_response(data, fields=self.profile.fields, user=user)
+        self.profile.user = user
+        return self._remember(token)
+
+    def use_token(self, secret: str, user: str | None = None) -> Token:
+        """Keep a pasted API token or personal access token (``--token``)."""
+        secret = secret.strip()
+        if not secret:
+            raise LoginError("the token is empty")
+        if any(ch.isspace() for ch in secret):
+            raise LoginError("a token has no spaces (paste the token only, without its scheme)")
+        user = user or self.profile.user or "token"
+        self.profile.user = user
+        from .tokens import jwt_expiry
+
+        token = Token(
+            access_token=secret,
+            token_type=self.profile.scheme or "Bearer",
+            expires_at=jwt_expiry(secret),
+            user=user,
+        )
+        return self._remember(token)
+
+    def refresh(self, stale: Token | None = None) -> Token | None:
+        """Renew the token with its refresh token; None when that is impossible.
+
+        Single-flight: the lock serialises refreshes, and a caller whose ``stale``
+        token was already replaced gets the new one without a second request.
+        """
+        with self._lock:
+            current = self.token
+            if current is None:
+                return None
+            if stale is not None and current.access_token != stale.access_token:
+                return current  # renewed meanwhile by another thread
+            if not current.refresh_token:
+                return None
+            url = self.profile.url(self.profile.refresh or self.profile.login)
+            field = current.refresh_field or "refresh_token"
+            payload = {field: current.refresh_token}
+            if self.profile.body != "json" or field == "refresh_token":
+                payload = {"grant_type": "refresh_token", **payload}
+            try:
+                data = self._post_credentials(url, payload, (current.refresh_token,))
+                token = parse_token_response(
+                    data, fields=self.profile.fields, user=current.user, previous=current
+                )
+            except LoginError:
+                # Maybe another process rotated the refresh token: take what it stored.
+                stored = self.store.load(self.profile, fresh=True)
+                if stored and stored.access_token != current.access_token:
+                    self._token = stored
+                    return stored
+                return None
+            return self._remember(token)
+
+    def reload(self) -> Token | None:
+        """Re-read the store (another kernel may have logged in or refreshed)."""
+        stored = self.store.load(self.profile, fresh=True)
+        with self._lock:
+            if stored is not None:
+                self._token = stored
+            self._loaded = True
+            return stored
+
+    def logout(self) -> list[str]:
+        """Revoke (when the profile has a revoke endpoint), then forget. Returns notes."""
+        notes: list[str] = []
+        token = self.token
+        if token and self.profile.revoke:
+            url = self.profile.url(self.profile.revoke)
+            for secret, hint in (
+                (token.refresh_token, "refresh_token"),
+                (token.access_token, "access_token"),
+            ):
+                if not secret:
+                    continue
+                payload = {"token": secret, "token_type_hint": hint}
+                try:
+                    if self.profile.body == "json":
+                        resp = self._send("POST", url, json_body=payload)
+                    else:
+                        resp = self._send("POST", url, data=payload)
+                    if resp.status_code >= 400:
+                        notes.append(
+                            f"the server refused to revoke the {hint.replace('_', ' ')} ({resp.status_code})"
+                        )
+                except RequestFailed as exc:
+                    notes.append(f"could not revoke: {exc}")
+        self.forget()
+        return notes
+
+    def auth_header(self, token: Token) -> tuple[str, str]:
+        scheme = self.profile.scheme
+        if scheme is None:
+            scheme = token.token_type if self.profile.header.lower() == "authorization" else ""
+        value = f"{scheme} {token.access_token}" if scheme else token.access_token
+        return self.profile.header, value
+
+    def _usable_token(self) -> Token | None:
+        token = self.token
+        if token is not None and token.refresh_token and token.is_expired(self.leeway):
+            token = self.refresh(stale=token) or token
+        return token
+
+    # -------------------------------------------------------------- requests
+    def request_flow(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: list[tuple[str, str]] | dict[str, str] | None = None,
+        body: str | bytes | None = None,
+        auth: bool = True,
+        timeout: float | None = None,
+        stream: bool = False,
+    ) -> Generator[NeedLogin, None, ApiResult]:
+        """The renewal flow as a generator: yields :class:`NeedLogin`, returns the result."""
+        from .result import ApiResult
+
+        full_url = self.profile.url(url)
+        hdrs: dict[str, str] = {}
+        for key, value in headers.items() if isinstance(headers, dict) else headers or []:
+            hdrs[key] = value
+        has_own = any(k.lower() == self.profile.header.lower() for k in hdrs)
+        authenticate = auth and not has_own and self.profile.owns(full_url)
+
+        def send(token: Token | None) -> requests.Response:
+            final = dict(hdrs)
+            if authenticate and token is not None:
+                name, value = self.auth_header(token)
+                final[name] = value
+            started = time.perf_counter()
+            resp = self._send(method, full_url, headers=final, data=body, timeout=timeout, stream=stream)
+            resp.elapsed_total = time.perf_counter() - started  # type: ignore[attr-defined]
+            return resp
+
+        if not authenticate:
+            return ApiResult(send(None), method=method)
+
+        token = self._usable_token()
+        reread = refreshed = logged_in = False
+        while True:
+            if token is None:
+                if logged_in:
+                    raise SessionExpired(f"{self.profile.describe()}: the login gave no token")
+                yield NeedLogin(self.profile, "expired" if (reread or refreshed) else "not logged in")
+                logged_in = True
+                token = self.token
+                if token is None:
+                    raise SessionExpired(f"Not logged in at {self.profile.origin_text}: run %login again")
+            resp = send(token)
+            if resp.status_code not in self.profile.expired_statuses:
+                return ApiResult(resp, method=method)
+            resp.close()
+            if logged_in:
+                # A fresh login is rejected too: the token lacks rights here. Show the answer.
+                return ApiResult(resp, method=method)
+            if not reread:
+                reread = True
+                stored = self.reload()
+                if stored is not None and stored.access_token != token.access_token:
+                    token = stored
+                    continue
+            if not refreshed:
+                refreshed = True
+                renewed = self.refresh(stale=token)
+                if renewed is not None and renewed.access_token != token.access_token:
+                    token = renewed
+                    continue
+            self.forget()
+            token = None
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        on_login: LoginDriver | None = None,
+        **kwargs: Any,
+    ) -> ApiResult:
+        """Send a request; ``on_login`` is called when a new login is needed.
+
+        Without ``on_login`` (or when it does not log in), an expired session raises
+        :class:`~session_magics.errors.SessionExpired`.
+        """
+        flow = self.request_flow(method, url, **kwargs)
+        return drive(flow, on_login or self._no_login)
+
+    def _no_login(self, need: NeedLogin) -> None:
+        if need.reason == "expired":
+            raise SessionExpired(
+                f"Session expired for {self.profile.describe()} and it could not be renewed: "
+                f"run %login again (the stored token was removed)."
+            )
+        raise SessionExpired(f"Not logged in at {self.profile.origin_text}: run %login first.")
+
+
+def drive(flow: Generator[NeedLogin, None, Any], on_login: LoginDriver) -> Any:
+    """Run a renewal flow synchronously, answering each :class:`NeedLogin` with ``on_login``."""
+    try:
+        need = next(flow)
+        while True:
+            on_login(need)
+            need = flow.send(None)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _safe_url(url: str) -> str:
+    """A URL for messages: user info removed, query kept (our own URLs carry no secrets)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def _root_cause(exc: BaseException) -> str:
+    seen = exc
+    while seen.__context__ is not None and seen.__context__ is not seen:
+        seen = seen.__context__
+    args = getattr(exc, "args", ())
+    inner = args[0] if args else None
+    reason = getattr(inner, "reason", None)
+    return str(reason or seen)
+
+
+def _connection_reason(exc: BaseException) -> str:
+    text = repr(exc)
+    if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return "the host name could not be resolved (DNS): check the URL"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "connection refused: is the server running, and is the port right?"
+    if "Connection reset" in text:
+        return "the server closed the connection"
+    if "Max retries exceeded" in text and "ResponseError" in text:
+        return "the server kept answering with errors (retries exhausted)"
+    return f"connection failed ({_root_cause(exc)})"
+
+
+def _server_error(resp: requests.Response, data: Any) -> str:
+    """The server's own words for a failed login/refresh (RFC 6749 §5.2 and common shapes)."""
+    detail = None
+    if isinstance(data, dict):
+        parts = [data.get("error_description"), data.get("detail"), data.get("message")]
+        text = next((p for p in parts if isinstance(p, str) and p), None)
+        code = data.get("error") or data.get("code")
+        if text and isinstance(code, str):
+            detail = f"{text} ({code})"
+        else:
+            detail = text or (code if isinstance(code, str) else None)
+    if detail is None:
+        snippet = (resp.text or "").strip().splitlines()[:1]
+        detail = snippet[0][:200] if snippet else resp.reason or "no details"
+    return f"the server answered {resp.status_code}: {detail}"
+
+
+def env_secret(name: str) -> str:
+    """Read a secret from an environment variable (``--password-env`` / ``--token-env``)."""
+    value = os.environ.get(name)
+    if value is None:
+        raise LoginError(f"the environment variable {name} is not set")
+    if not value:
+        raise LoginError(f"the environment variable {name} is empty")
+    return value
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)

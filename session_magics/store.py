@@ -1,0 +1,286 @@
+"""Token storage: the OS keyring, with timeouts, checks and an in-memory cache.
+
+One keyring entry per profile: service ``session-magics <origin>``, user name the
+API user, value a compact JSON of the :class:`~session_magics.tokens.Token`. A
+second, non-secret entry (user name ``@last-user``) remembers which user last
+logged in at that origin, so ``%login URL`` after a kernel restart finds the
+entry without being told the user name.
+
+Rules this module keeps:
+
+* Every keyring call runs in a daemon thread and is bounded by a timeout: a
+  keyring waiting for a prompt nobody can see must not hang the kernel.
+* Backends that would silently lose or expose secrets are refused with a clear
+  error — the fail backend (no recommended backend, e.g. headless Linux), the
+  null backend, plaintext file backends — unless plaintext is explicitly allowed.
+* Values are read once and cached; :meth:`KeyringStore.load` with ``fresh=True``
+  re-reads (after a 401: another kernel may have logged in since).
+* The keyring is written only when the value changed (macOS asks again after
+  every rewrite), and values too long for some backends (Windows Credential
+  Manager takes at most 2560 bytes) are split over several entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from .errors import KeyringError
+from .profile import Profile
+from .tokens import Token
+
+T = TypeVar("T")
+LAST_USER = "@last-user"
+CHUNK = 1000  # characters per entry: Windows Credential Manager takes 2560 bytes of UTF-16
+_MISSING = object()
+
+
+class TokenStore(Protocol):
+    @property
+    def description(self) -> str: ...
+    def load(self, profile: Profile, *, fresh: bool = False) -> Token | None: ...
+    def save(self, profile: Profile, token: Token) -> None: ...
+    def delete(self, profile: Profile) -> None: ...
+    def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None: ...
+
+
+class MemoryStore:
+    """Keeps tokens for the life of the process only (``--no-keyring``)."""
+
+    @property
+    def description(self) -> str:
+        return "memory only (lost when the kernel stops)"
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], Token] = {}
+        self._last: dict[str, str] = {}
+
+    def load(self, profile: Profile, *, fresh: bool = False) -> Token | None:
+        return self._tokens.get((profile.keyring_service, profile.user or ""))
+
+    def save(self, profile: Profile, token: Token) -> None:
+        self._tokens[(profile.keyring_service, profile.user or "")] = token
+        if profile.user:
+            self._last[profile.keyring_service] = profile.user
+
+    def delete(self, profile: Profile) -> None:
+        self._tokens.pop((profile.keyring_service, profile.user or ""), None)
+
+    def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None:
+        return self._last.get(profile.keyring_service)
+
+
+def _call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="session-magics-keyring", daemon=True).start()
+    if not done.wait(timeout):
+        raise KeyringError(
+            f"the OS keyring did not answer within {timeout:g} s while trying to {what}. "
+            "It may be locked and waiting for a password prompt that cannot be shown here. "
+            "Unlock it (or see the README's troubleshooting section), or use --no-keyring "
+            "to keep the token in memory for this kernel only."
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return,unused-ignore]
+
+
+def describe_backend(backend: Any) -> str:
+    cls = type(backend)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def unsafe_backend_reason(backend: Any, allow_plaintext: bool = False) -> str | None:
+    """Why ``backend`` must not hold tokens, or None if it is fine."""
+    from keyring.backends import chainer, fail, null
+
+    if isinstance(backend, fail.Keyring):
+        return (
+            "no OS keyring is available (keyring found no recommended backend; usual on "
+            "headless Linux, in containers and WSL). Start a Secret Service (e.g. "
+            "gnome-keyring; see the README's troubleshooting section), or use --no-keyring "
+            "to keep the token in memory for this kernel only."
+        )
+    if isinstance(backend, null.Keyring):
+        return (
+            "the keyring is the null backend, which stores nothing (PYTHON_KEYRING_BACKEND "
+            "or keyringrc.cfg chose it). Choose a real backend or use --no-keyring."
+        )
+    if isinstance(backend, chainer.ChainerBackend):
+        for inner in backend.backends:
+            reason = unsafe_backend_reason(inner, allow_plaintext)
+            if reason:
+                return f"one of the chained keyring backends is unsafe: {reason}"
+        return None
+    if not allow_plaintext:
+        cls = type(backend)
+        name = cls.__name__.lower()
+        if "plaintext" in name or (cls.__module__.startswith("keyrings.alt") and "encrypt" not in name):
+            return (
+                f"the keyring backend {describe_backend(backend)} keeps secrets in a "
+                "plaintext file. Install or start a real OS keyring, use --no-keyring, or "
+                "set SessionMagics.allow_plaintext_keyring = True if you accept that."
+            )
+    return None
+
+
+class KeyringStore:
+    """Tokens in the OS keyring (via the ``keyring`` package)."""
+
+    def __init__(
+        self,
+        backend: Any | None = None,
+        *,
+        timeout: float = 10.0,
+        allow_plaintext: bool = False,
+    ) -> None:
+        self._backend = backend
+        self.timeout = timeout
+        self.allow_plaintext = allow_plaintext
+        self._cache: dict[tuple[str, str], str | None] = {}
+        self._lock = threading.Lock()
+        self.reads = 0  # keyring reads made, for tests and benchmarks
+        self.writes = 0
+
+    @property
+    def description(self) -> str:
+        return f"OS keyring ({describe_backend(self.backend)})"
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            import keyring
+
+            self._backend = _call_with_timeout(keyring.get_keyring, self.timeout, "find a backend")
+        reason = unsafe_backend_reason(self._backend, self.allow_plaintext)
+        if reason:
+            raise KeyringError(reason)
+        return self._backend
+
+    # -- raw entries
+    def _get(self, service: str, user: str, *, fresh: bool) -> str | None:
+        key = (service, user)
+        with self._lock:
+            if not fresh and key in self._cache:
+                return self._cache[key]
+        backend = self.backend
+        value = self._guard(lambda: backend.get_password(service, user), "read a token")
+        self.reads += 1
+        with self._lock:
+            self._cache[key] = value
+        return value
+
+    def _set(self, service: str, user: str, value: str) -> None:
+        if self._cache.get((service, user), _MISSING) == value:
+            return  # unchanged: do not rewrite (macOS re-prompts after every write)
+        backend = self.backend
+        self._guard(lambda: backend.set_password(service, user, value), "save a token")
+        self.writes += 1
+        with self._lock:
+            self._cache[(service, user)] = value
+
+    def _delete(self, service: str, user: str) -> None:
+        import keyring.errors
+
+        backend = self.backend
+
+        def delete() -> None:
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):  # nothing stored: fine
+                backend.delete_password(service, user)
+
+        self._guard(delete, "delete a token")
+        with self._lock:
+            self._cache[(service, user)] = None
+
+    def _guard(self, fn: Callable[[], T], what: str) -> T:
+        import keyring.errors
+
+        try:
+            return _call_with_timeout(fn, self.timeout, what)
+        except KeyringError:
+            raise
+        except keyring.errors.KeyringLocked:
+            raise KeyringError(
+                f"the OS keyring is locked, so session-magics could not {what}. "
+                "Unlock it (log in to the desktop, or `gnome-keyring-daemon --unlock`) "
+                "and try again, or use --no-keyring."
+            ) from None
+        except keyring.errors.NoKeyringError:
+            raise KeyringError(unsafe_backend_reason(self._backend) or "no keyring") from None
+        except keyring.errors.InitError as exc:
+            raise KeyringError(f"the OS keyring could not be opened to {what}: {exc}") from None
+        except keyring.errors.KeyringError as exc:
+            raise KeyringError(f"the OS keyring refused to {what} ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:
+            raise KeyringError(f"the OS keyring failed to {what} ({type(exc).__name__}: {exc})") from None
+
+    # -- tokens
+    def load(self, profile: Profile, *, fresh: bool = False) -> Token | None:
+        user = profile.user or self.last_user(profile, fresh=fresh)
+        if not user:
+            return None
+        service = profile.keyring_service
+        value = self._get(service, user, fresh=fresh)
+        if value is None:
+            return None
+        try:
+            head = json.loads(value)
+            if isinstance(head, dict) and "chunks" in head:
+                parts = [
+                    self._get(service, f"{user}#{n}", fresh=fresh) or ""
+                    for n in range(1, int(head["chunks"]) + 1)
+                ]
+                value = "".join(parts)
+            token = Token.from_json(value)
+        except (ValueError, TypeError, KeyError):
+            raise KeyringError(
+                f"the keyring entry for {user} at {profile.origin_text} is damaged; "
+                "run %logout and %login again"
+            ) from None
+        return token if token.user else token.replace(user=user)
+
+    def save(self, profile: Profile, token: Token) -> None:
+        user = profile.user or token.user
+        if not user:
+            raise KeyringError("cannot save a token without a user name")
+        service = profile.keyring_service
+        value = token.to_json()
+        if len(value) <= CHUNK:
+            self._set(service, user, value)
+        else:
+            parts = [value[i : i + CHUNK] for i in range(0, len(value), CHUNK)]
+            for n, part in enumerate(parts, 1):
+                self._set(service, f"{user}#{n}", part)
+            self._set(service, user, json.dumps({"chunks": len(parts)}))
+        self._set(service, LAST_USER, user)
+
+    def delete(self, profile: Profile) -> None:
+        user = profile.user or self.last_user(profile)
+        if not user:
+            return
+        service = profile.keyring_service
+        value = self._get(service, user, fresh=True)
+        try:
+            head = json.loads(value) if value else None
+        except ValueError:
+            head = None
+        if isinstance(head, dict) and "chunks" in head:
+            for n in range(1, int(head["chunks"]) + 1):
+                self._delete(service, f"{user}#{n}")
+        self._delete(service, user)
+
+    def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None:
+        return self._get(profile.keyring_service, LAST_USER, fresh=fresh)

@@ -1,0 +1,225 @@
+"""Tokens and the parsing of token responses.
+
+A :class:`Token` never shows its secrets: its ``repr`` and ``str`` name the user,
+the type and the expiry only. Secrets are reached through explicit attributes
+(``access_token``, ``refresh_token``) by the code that sends them.
+
+:func:`parse_token_response` understands the common shapes without configuration:
+
+* RFC 6749 §5.1 — ``access_token``, ``token_type``, ``expires_in``, ``refresh_token``;
+* JWT-pair APIs (djangorestframework-simplejwt and the like) — ``access``, ``refresh``;
+* single-token APIs — ``token`` or ``key``.
+
+The expiry comes from ``expires_in`` or else from the JWT ``exp`` claim, read
+without verifying the signature (the server verifies it; we only need the time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LoginError
+
+ACCESS_FIELDS = ("access_token", "access", "token", "key", "id_token")
+REFRESH_FIELDS = ("refresh_token", "refresh")
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """Where to find things in a token response (``None`` means: guess from the common shapes).
+
+    Dotted paths reach into nested objects: ``data.token``.
+    """
+
+    access: str | None = None
+    refresh: str | None = None
+    expires_in: str | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class Token:
+    access_token: str
+    token_type: str = "Bearer"
+    refresh_token: str | None = None
+    expires_at: float | None = None  # seconds since the epoch; None: unknown / never
+    user: str | None = None
+    # The field name the server used for the refresh token: a refresh is posted the
+    # way the login was (JSON under this name, or an OAuth2 form).
+    refresh_field: str | None = None
+    obtained_at: float = field(default_factory=time.time)
+
+    def __repr__(self) -> str:
+        parts = [f"type={self.token_type!r}"]
+        if self.user:
+            parts.append(f"user={self.user!r}")
+        parts.append(f"expires={self.describe_expiry()}")
+        parts.append("refreshable" if self.refresh_token else "not refreshable")
+        return f"<Token {' '.join(parts)}>"
+
+    __str__ = __repr__
+
+    def expires_in(self, now: float | None = None) -> float | None:
+        if self.expires_at is None:
+            return None
+        return self.expires_at - (time.time() if now is None else now)
+
+    def is_expired(self, leeway: float = 0.0, now: float | None = None) -> bool:
+        left = self.expires_in(now)
+        return left is not None and left <= leeway
+
+    def describe_expiry(self, now: float | None = None) -> str:
+        left = self.expires_in(now)
+        if left is None:
+            return "unknown"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.expires_at))
+        if left <= 0:
+            return f"expired ({when})"
+        return f"in {_human(left)} ({when})"
+
+    def replace(self, **changes: Any) -> Token:
+        return dataclasses.replace(self, **changes)
+
+    # -- serialisation for the keyring (compact JSON; the keyring holds secrets, we don't)
+    def to_json(self) -> str:
+        data = {
+            "a": self.access_token,
+            "t": self.token_type,
+            "r": self.refresh_token,
+            "e": self.expires_at,
+            "u": self.user,
+            "f": self.refresh_field,
+            "o": self.obtained_at,
+        }
+        return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Token:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("a"), str):
+            raise ValueError("not a session-magics token entry")
+        return cls(
+            access_token=data["a"],
+            token_type=data.get("t", "Bearer"),
+            refresh_token=data.get("r"),
+            expires_at=data.get("e"),
+            user=data.get("u"),
+            refresh_field=data.get("f"),
+            obtained_at=data.get("o", 0.0),
+        )
+
+
+def _human(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT, read without verifying it; None if it is not a JWT."""
+    if token.count(".") != 2:
+        return None
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def _dig(data: Mapping[str, Any], path: str) -> Any:
+    cur: Any = data
+    for part in path.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _first(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return name, value
+    return None, None
+
+
+def parse_token_response(
+    data: Any,
+    *,
+    fields: FieldNames | None = None,
+    default_type: str = "Bearer",
+    user: str | None = None,
+    previous: Token | None = None,
+    now: float | None = None,
+) -> Token:
+    """Build a :class:`Token` from a decoded token-endpoint answer.
+
+    ``previous`` is the token being refreshed: when the server does not rotate the
+    refresh token (simplejwt without rotation answers ``{"access": ...}`` only), the
+    old refresh token is kept.
+    """
+    fields = fields or FieldNames()
+    if not isinstance(data, Mapping):
+        raise LoginError(
+            "the token endpoint answered something that is not a JSON object; "
+            "expected fields such as access_token, access, token or key"
+        )
+    access: Any
+    if fields.access:
+        access = _dig(data, fields.access)
+        if not isinstance(access, str) or not access:
+            raise LoginError(f"the token response has no string field {fields.access!r}")
+    else:
+        _, access = _first(data, ACCESS_FIELDS)
+        if access is None:
+            present = ", ".join(sorted(map(str, data))) or "none"
+            raise LoginError(
+                "the token response holds no token: expected one of "
+                f"{', '.join(ACCESS_FIELDS)} (fields present: {present}); "
+                "use --access-field to name it"
+            )
+    if fields.refresh:
+        refresh_name: str | None = fields.refresh
+        refresh = _dig(data, fields.refresh)
+        refresh = refresh if isinstance(refresh, str) and refresh else None
+    else:
+        refresh_name, refresh = _first(data, REFRESH_FIELDS)
+    if refresh is None and previous is not None:
+        refresh, refresh_name = previous.refresh_token, previous.refresh_field
+
+    now = time.time() if now is None else now
+    expires_at: float | None = None
+    raw_exp = _dig(data, fields.expires_in) if fields.expires_in else data.get("expires_in")
+    if isinstance(raw_exp, str) and raw_exp.strip().isdigit():
+        raw_exp = int(raw_exp)
+    if isinstance(raw_exp, int | float) and not isinstance(raw_exp, bool):
+        expires_at = now + float(raw_exp)
+    else:
+        expires_at = jwt_expiry(access)
+
+    token_type = data.get("token_type")
+    if not isinstance(token_type, str) or not token_type:
+        token_type = default_type
+    elif token_type.lower() == "bearer":
+        token_type = "Bearer"
+    return Token(
+        access_token=access,
+        token_type=token_type,
+        refresh_token=refresh,
+        expires_at=expires_at,
+        user=user,
+        refresh_field=refresh_name,
+        obtained_at=now,
+    )

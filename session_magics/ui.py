@@ -1,0 +1,169 @@
+"""Asking a person for credentials: the ipywidgets form, a terminal prompt, env vars.
+
+Nothing here keeps a secret: the password is read from its widget (which is
+cleared at once, so saved widget state never holds it), handed to
+:meth:`ApiSession.login`, and dropped.
+"""
+
+from __future__ import annotations
+
+import getpass
+import html
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import NoFrontendError, SessionExpired, SessionMagicsError
+
+if TYPE_CHECKING:
+    from .session import ApiSession
+
+FORM_CLASS = "session-magics-login"
+
+
+@dataclass
+class FormState:
+    done: bool = False
+    cancelled: bool = False
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.cancelled
+
+
+class LoginForm:
+    """The login form: user name, password (or token), Log in, Cancel, a message line."""
+
+    def __init__(self, session: ApiSession, title: str, *, user: str | None = None) -> None:
+        import ipywidgets as w
+
+        self.session = session
+        self.state = FormState()
+        token_mode = session.profile.token_mode
+        self.title = w.HTML(f"<b>{html.escape(title)}</b>")
+        self.user = w.Text(
+            value=user or session.profile.user or "",
+            description="User" if not token_mode else "Label",
+            placeholder="user name" if not token_mode else "a name for this token (optional)",
+        )
+        self.secret = w.Password(
+            value="",
+            description="Token" if token_mode else "Password",
+            placeholder="paste the token" if token_mode else "",
+        )
+        self.login_button = w.Button(description="Log in", button_style="primary", icon="sign-in")
+        self.cancel_button = w.Button(description="Cancel")
+        self.message = w.HTML("")
+        self.login_button.on_click(self._on_login)
+        self.cancel_button.on_click(self._on_cancel)
+        self.secret.continuous_update = True
+        self.widget = w.VBox(
+            [
+                self.title,
+                self.user,
+                self.secret,
+                w.HBox([self.login_button, self.cancel_button]),
+                self.message,
+            ]
+        )
+        self.widget.add_class(FORM_CLASS)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        color = "#c62828" if error else "#2e7d32"
+        self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+
+    def _on_login(self, _button: Any = None) -> None:
+        if self.state.finished or not self.state.lock.acquire(blocking=False):
+            return
+        try:
+            secret = self.secret.value
+            self.secret.value = ""  # never leave the secret in the widget (saved widget state)
+            user = self.user.value.strip()
+            self.state.attempts += 1
+            if not secret:
+                self._say(
+                    "Enter the token." if self.session.profile.token_mode else "Enter the password.",
+                    error=True,
+                )
+                return
+            self._say("Logging in…")
+            try:
+                if self.session.profile.token_mode:
+                    token = self.session.use_token(secret, user or None)
+                else:
+                    token = self.session.login(user, secret)
+            except SessionMagicsError as exc:
+                self._say(str(exc), error=True)
+                return
+            finally:
+                secret = ""
+            self._finish(f"✓ Logged in as {token.user} at {self.session.profile.origin_text}")
+        finally:
+            self.state.lock.release()
+
+    def _on_cancel(self, _button: Any = None) -> None:
+        if self.state.finished:
+            return
+        self.state.cancelled = True
+        self.secret.value = ""
+        self._finish("Login cancelled.", error=True)
+
+    def _finish(self, text: str, *, error: bool = False) -> None:
+        self.state.done = not error
+        for child in (self.user, self.secret, self.login_button, self.cancel_button):
+            child.disabled = True
+        self._say(text, error=error)
+        if self.session.storage_warning:
+            self.message.value += (
+                f'<br><span style="color:#ef6c00">{html.escape(self.session.storage_warning)}</span>'
+            )
+
+    def close(self) -> None:
+        self.secret.value = ""
+
+
+def outcome(form: LoginForm, finished_in_time: bool, timeout: float) -> None:
+    """Turn the end of a wait into success or :class:`SessionExpired`."""
+    if form.state.done:
+        return
+    if form.state.cancelled:
+        raise SessionExpired(f"Login cancelled: {form.session.profile.describe()} is not logged in.")
+    form._finish(f"No login within {timeout:g} s.", error=True)
+    raise SessionExpired(
+        f"No login within {timeout:g} s for {form.session.profile.describe()} (SessionMagics.login_timeout)."
+    )
+
+
+def terminal_login(session: ApiSession, title: str, user: str | None = None) -> None:
+    """Prompt on the terminal: user name (if unknown) and password or token via getpass."""
+    profile = session.profile
+    print(title, file=sys.stderr)
+    try:
+        if profile.token_mode:
+            secret = getpass.getpass(f"Token for {profile.origin_text}: ")
+            session.use_token(secret, user or profile.user)
+            return
+        user = user or profile.user or input(f"User at {profile.origin_text}: ").strip()
+        secret = getpass.getpass(f"Password for {user} at {profile.origin_text}: ")
+    except (EOFError, KeyboardInterrupt):
+        raise SessionExpired(f"Login cancelled: {profile.describe()} is not logged in.") from None
+    try:
+        session.login(user, secret)
+    finally:
+        secret = ""
+
+
+def no_frontend_error(session: ApiSession, title: str) -> NoFrontendError:
+    return NoFrontendError(
+        f"{title}, but nobody can be asked here: there is no widget frontend (e.g. nbclient or "
+        "papermill) and no terminal. For scheduled runs, give the secret through an environment "
+        "variable: %login URL --user NAME --password-env VAR (or --token-env VAR)."
+    )
