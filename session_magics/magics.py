@@ -130,11 +130,11 @@ class SessionMagics(Magics):
         A generator so one decision serves both drivers: it yields the form when the
         caller has to wait for it (synchronously or with ``await``).
         """
+        if self._login_env(session):
+            return
         from . import waiting
         from .ui import LoginForm, no_frontend_error, terminal_login
 
-        if self._login_env(session):
-            return
         kind = waiting.frontend()
         if kind == "widgets":
             form = LoginForm(session, title)
@@ -146,10 +146,10 @@ class SessionMagics(Magics):
             raise no_frontend_error(session, title)
 
     def _ask_sync(self, session: ApiSession, title: str) -> None:
-        from . import waiting
-        from .ui import outcome
-
         for form in self._ask(session, title):
+            from . import waiting
+            from .ui import outcome
+
             try:
                 finished = waiting.wait_for(lambda f=form: f.state.finished, self.login_timeout)
             finally:
@@ -157,10 +157,10 @@ class SessionMagics(Magics):
             outcome(form, finished, self.login_timeout)
 
     async def _ask_async(self, session: ApiSession, title: str) -> None:
-        from . import waiting
-        from .ui import outcome
-
         for form in self._ask(session, title):
+            from . import waiting
+            from .ui import outcome
+
             try:
                 finished = await waiting.wait_for_async(lambda f=form: f.state.finished, self.login_timeout)
             finally:

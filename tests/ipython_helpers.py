@@ -1,0 +1,62 @@
+"""Drive the magics through a real IPython InteractiveShell, as a kernel would."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.interactiveshell import InteractiveShell
+
+
+@dataclass
+class CellRun:
+    result: Any
+    error: BaseException | None
+    stdout: str
+    stderr: str
+    displayed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def all_text(self) -> str:
+        shown = "\n".join(str(b) for b in self.displayed)
+        return "\n".join([self.stdout, self.stderr, shown, repr(self.result), str(self.error or "")])
+
+
+class Shell:
+    """A fresh InteractiveShell (one per test: a 'kernel') with a history file in ipython_dir."""
+
+    def __init__(self, ipython_dir: str) -> None:
+        os.environ["IPYTHONDIR"] = ipython_dir
+        InteractiveShell.clear_instance()
+        self.ip = InteractiveShell.instance(ipython_dir=ipython_dir)
+        self.displayed: list[dict[str, Any]] = []
+        pub = self.ip.display_pub
+
+        def publish(data: dict[str, Any], metadata: Any = None, **kwargs: Any) -> None:
+            self.displayed.append(data)
+
+        pub.publish = publish  # capture rich display output as a frontend would receive it
+        self.ip.displayhook.write_format_data = lambda data, md=None: self.displayed.append(data)
+        self.run("%load_ext session_magics")
+
+    def run(self, source: str) -> CellRun:
+        out, err = io.StringIO(), io.StringIO()
+        start = len(self.displayed)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            res = self.ip.run_cell(source, store_history=True)
+        error = res.error_in_exec or res.error_before_exec
+        return CellRun(res.result, error, out.getvalue(), err.getvalue(), self.displayed[start:])
+
+    @property
+    def magics(self) -> Any:
+        from session_magics import magics
+
+        return magics._instance
+
+    def close(self) -> None:
+        self.run("%unload_ext session_magics")
+        self.ip.history_manager.writeout_cache()
+        InteractiveShell.clear_instance()

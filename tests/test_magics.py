@@ -1,0 +1,257 @@
+"""The magics driven through IPython against the demo API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import keyring
+import pytest
+from keyring.backends import fail, null
+
+from session_magics import KeyringError, SessionExpired
+from session_magics.demo import DemoServer
+from tests.ipython_helpers import Shell
+from tests.keyrings import MemoryKeyring
+
+PASSWORD_ENV = "SM_TEST_PASSWORD"
+
+
+@pytest.fixture
+def api():
+    with DemoServer(access_ttl=300, refresh_ttl=3600) as server:
+        yield server
+
+
+@pytest.fixture
+def kr():
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    return backend
+
+
+@pytest.fixture
+def new_shell(tmp_path, monkeypatch):
+    shells = []
+    monkeypatch.setenv(PASSWORD_ENV, "penguins")
+
+    def make():
+        shell = Shell(str(tmp_path / f"ipython{len(shells)}"))
+        shells.append(shell)
+        return shell
+
+    yield make
+    for shell in shells:
+        shell.close()
+
+
+def login(shell, api, extra=""):
+    run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV} {extra}")
+    assert run.error is None, run.all_text
+    return run
+
+
+def test_help_text_on_every_magic(new_shell):
+    shell = new_shell()
+    for name in ("login", "logout", "api"):
+        doc = shell.ip.find_magic(name).__doc__
+        assert "--profile" in doc, name
+    assert "--password-env" in shell.ip.find_magic("login").__doc__
+    assert "{{expr}}" in shell.ip.find_magic("api").__doc__
+
+
+def test_login_stores_token_in_keyring_and_nothing_secret_surfaces(api, kr, new_shell):
+    shell = new_shell()
+    run = login(shell, api)
+    assert "Logged in as demo" in run.stdout
+    service = f"session-magics {api.url}"
+    entry = kr.get_password(service, "demo")
+    assert entry and '"a":' in entry  # the token lives in the keyring entry
+    assert kr.get_password(service, "@last-user") == "demo"
+    r = shell.run("%%api -o me\nGET /me\n")
+    assert r.error is None, r.all_text
+    assert shell.ip.user_ns["me"].data["username"] == "demo"
+    import json
+
+    token = json.loads(entry)
+    history = shell.ip.history_manager.hist_file
+    shell.ip.history_manager.writeout_cache()
+    dump = "\n".join(
+        str(row) for row in sqlite3.connect(history).execute("select * from history").fetchall()
+    )
+    assert "%login" in dump
+    for secret in (token["a"], token["r"], "penguins"):
+        assert secret not in dump
+        assert secret not in run.all_text and secret not in r.all_text
+        assert secret not in repr(shell.magics.sessions)
+
+
+def test_new_shell_reuses_stored_token_without_prompt(api, kr, new_shell, monkeypatch):
+    login(new_shell(), api)
+    api.reset_stats()
+    monkeypatch.delenv(PASSWORD_ENV)
+    shell2 = new_shell()  # a kernel restart: nothing in memory
+    run = shell2.run(f"%login {api.url}")
+    assert run.error is None, run.all_text
+    assert "Already logged in as demo" in run.stdout
+    r = shell2.run("%%api\nGET /me")
+    assert r.error is None and r.result.status_code == 200
+    assert api.stats()["password_grants"] == 0
+
+
+def test_expiry_refreshes_and_retries_once(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    api.reset_stats()
+    api.advance_clock(301)  # the server now considers the access token expired
+    r = shell.run("%%api -o me\nGET /me")
+    assert r.error is None, r.all_text
+    assert shell.ip.user_ns["me"].status_code == 200
+    stats = api.stats()
+    assert stats["refresh_grants"] == 1
+    assert stats["unauthorized"] == 1
+
+
+def test_refresh_failure_raises_session_expired_and_clears_entry(api, kr, new_shell, monkeypatch):
+    shell = new_shell()
+    login(shell, api)
+    service = f"session-magics {api.url}"
+    assert kr.get_password(service, "demo")
+    monkeypatch.delenv(PASSWORD_ENV)
+    shell.magics.sessions[api.url].profile.password_env = None
+    api.advance_clock(4000)  # both tokens expired
+    r = shell.run("%%api\nGET /me")
+    assert isinstance(r.error, SessionExpired), r.all_text
+    assert "%login" in str(r.error)
+    assert kr.get_password(service, "demo") is None
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_relogin_from_env_var_when_refresh_fails(api, kr, new_shell):
+    """In a scheduled run the env var logs in again and the same request completes."""
+    shell = new_shell()
+    login(shell, api)
+    api.advance_clock(4000)
+    api.reset_stats()
+    r = shell.run("%%api -o me\nGET /me")
+    assert r.error is None, r.all_text
+    assert shell.ip.user_ns["me"].status_code == 200
+    assert api.stats()["password_grants"] == 1
+
+
+def test_token_never_sent_to_another_origin(api, kr, new_shell):
+    from tests.servers import RecorderServer
+
+    shell = new_shell()
+    login(shell, api)
+    with RecorderServer() as other:
+        r = shell.run(f"%%api\nGET {other.url}/absolute")
+        assert r.error is None, r.all_text
+        r = shell.run(f"%%api\nGET /redirect?to={other.url}/redirected&status=307")
+        assert r.error is None, r.all_text
+        seen = other.requests()
+    assert [req["path"] for req in seen] == ["/absolute", "/redirected"]
+    for req in seen:
+        assert "authorization" not in {k.lower() for k in req["headers"]}
+
+
+def test_cell_authorization_header_wins(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("%%api\nGET /me\nAuthorization: Bearer not-a-valid-token\n")
+    assert r.error is None
+    assert r.result.status_code == 401  # ours was not added, and no refresh loop
+
+
+def test_error_status_is_shown_not_raised(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("%%api\nGET /status/404")
+    assert r.error is None
+    assert r.result.status_code == 404
+    assert any("404" in str(d.get("text/html", "")) for d in r.displayed)
+
+
+def test_parse_error_names_the_line(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("%%api\nGET /me\nAccept application/json\n")
+    assert r.error is not None
+    assert "line 2" in str(r.error) and "expected a header" in str(r.error)
+
+
+def test_dollar_and_braces_are_not_expanded_by_ipython(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    shell.run("word = 'hello'")
+    r = shell.run('%%api\nPOST /echo\n\n{"literal": "$word {word}", "value": "{{word}}"}')
+    assert r.error is None, r.all_text
+    assert r.result.data["json"] == {"literal": "$word {word}", "value": "hello"}
+
+
+def test_penguins_dataframe_and_verbose_headers_redacted(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("%%api -v -o p\nGET /penguins?per_page=50\nAccept: application/json\n")
+    assert r.error is None, r.all_text
+    df = shell.ip.user_ns["p"].df
+    assert len(df) == 50 and "species" in df.columns
+    assert "Authorization: Bearer ●●●●●●" in r.stdout
+    token = shell.magics.sessions[api.url].token.access_token
+    assert token not in r.stdout
+
+
+def test_logout_revokes_and_deletes(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api, "--revoke /auth/revoke")
+    token = shell.magics.sessions[api.url].token
+    r = shell.run("%logout")
+    assert r.error is None, r.all_text
+    assert kr.get_password(f"session-magics {api.url}", "demo") is None
+    assert api.stats()["revocations"] >= 1
+    import requests
+
+    assert requests.get(f"{api.url}/me", headers={"Authorization": f"Bearer {token.access_token}"}).status_code == 401
+
+
+@pytest.mark.parametrize("backend", [fail.Keyring(), null.Keyring()], ids=["no-backend", "null"])
+def test_keyring_unavailable_is_a_clear_error(api, new_shell, backend):
+    keyring.set_keyring(backend)
+    shell = new_shell()
+    r = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV}")
+    assert isinstance(r.error, KeyringError)
+    assert "--no-keyring" in str(r.error)
+
+
+def test_no_keyring_keeps_token_in_memory(api, new_shell):
+    keyring.set_keyring(fail.Keyring())
+    shell = new_shell()
+    run = login(shell, api, "--no-keyring")
+    assert "memory only" in run.stderr
+    assert shell.run("%%api\nGET /me").result.status_code == 200
+
+
+def test_status_lists_profiles_without_tokens(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("%login --status")
+    token = shell.magics.sessions[api.url].token
+    assert "demo" in r.stdout and api.url in r.stdout
+    assert token.access_token not in r.stdout and token.refresh_token not in r.stdout
+
+
+def test_no_frontend_fails_fast(api, kr, new_shell, monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV)
+    shell = new_shell()
+    started = time.monotonic()
+    r = shell.run(f"%login {api.url} --user demo")
+    assert time.monotonic() - started < 5
+    assert r.error is not None and "--password-env" in str(r.error)
+
+
+def test_line_form_assignment(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("me = %api GET /me\nme.data['username']")
+    assert r.error is None, r.all_text
+    assert r.result == "demo"
