@@ -1,0 +1,127 @@
+# session-magics: build, test and demo entry points (GNU make).
+#
+#   make test        everything CI runs: system packages, venv, kernels, browser
+#                    check, lint, then the whole suite against a real Secret Service
+#   make test-fast   unit tests only (-m "not slow"); needs no system packages
+#   make demo        the demo API plus JupyterLab with notebooks/quickstart.ipynb
+#   make lint        ruff check + mypy
+#
+# PYTEST_ARGS is passed to pytest, e.g. make test PYTEST_ARGS="-k login -x".
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.NOTPARALLEL:
+
+PYTHON    ?= python3
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed-from-pyproject
+ARTIFACTS ?= artifacts
+CHROMIUM  ?= /usr/bin/chromium
+DEMO_PORT ?= 8765
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv system-deps kernels browser-check lint test test-fast demo clean distclean
+
+help:
+	@echo "make test | test-fast | demo | lint | venv | system-deps | kernels | clean | distclean"
+
+# --- set-up -------------------------------------------------------------------
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+venv: $(STAMP)
+
+# pip runs again only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ] || ! $(PY) -m pip --version >/dev/null 2>&1; then \
+	  rm -rf $(VENV); \
+	  echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "'$(PYTHON) -m venv' failed; on Debian install python3-venv" \
+	         "(scripts/install-system-deps.sh does)" >&2; exit 1; }; \
+	fi
+	$(PY) -m pip install --quiet --progress-bar off -e '.[test]'
+	@touch $@
+
+# Extra kernel environments (ipykernel 6.29.x and 7.4.x) for the browser tests.
+kernels: venv
+	@if [ -f scripts/kernels.sh ]; then bash scripts/kernels.sh; \
+	 else echo "kernels: scripts/kernels.sh not present, skipping"; fi
+
+# Fails early, with a short message, when Playwright cannot drive Chromium.
+define BROWSER_CHECK
+import os, time
+from playwright.sync_api import sync_playwright
+start = time.monotonic()
+with sync_playwright() as p:
+    browser = p.chromium.launch(
+        executable_path=os.environ["CHROMIUM"],
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run"],
+    )
+    page = browser.new_page()
+    page.set_content("<p id=probe>ok</p>")
+    assert page.inner_text("#probe") == "ok"
+    version = browser.version
+    browser.close()
+print(f"browser-check: Playwright drives Chromium {version} ({time.monotonic() - start:.1f} s)")
+endef
+export BROWSER_CHECK
+
+browser-check: venv
+	@test -x $(CHROMIUM) || { echo "browser-check: $(CHROMIUM) missing; run make system-deps" >&2; exit 1; }
+	@CHROMIUM=$(CHROMIUM) $(PY) -c "$$BROWSER_CHECK"
+
+# --- checks -------------------------------------------------------------------
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The whole suite, inside a private D-Bus session with a real gnome-keyring.
+# pytest's exit code is make's; 5 (no tests collected) fails like any other.
+test: system-deps venv kernels browser-check lint
+	@mkdir -p $(ARTIFACTS)
+	@SESSION_MAGICS_ARTIFACTS="$(abspath $(ARTIFACTS))" \
+	  scripts/with-secret-service.sh $(PY) -m pytest \
+	  --junitxml="$(ARTIFACTS)/junit.xml" $(PYTEST_ARGS) \
+	  || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# --- demo ---------------------------------------------------------------------
+
+# The demo API runs in the background for as long as JupyterLab does.
+demo: venv
+	@export SESSION_MAGICS_DEMO_URL="http://127.0.0.1:$(DEMO_PORT)"; \
+	$(PY) -m session_magics.demo --port $(DEMO_PORT) & demo_pid=$$!; \
+	trap 'kill $$demo_pid 2>/dev/null || true; wait $$demo_pid 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 100); do \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_PORT)) 2>/dev/null && break; \
+	  kill -0 $$demo_pid 2>/dev/null || { echo "demo: the demo API exited" >&2; exit 1; }; \
+	  sleep 0.2; \
+	done; \
+	(exec 3<>/dev/tcp/127.0.0.1/$(DEMO_PORT)) 2>/dev/null \
+	  || { echo "demo: nothing listens on port $(DEMO_PORT) after 20 s" >&2; exit 1; }; \
+	echo "demo API at $$SESSION_MAGICS_DEMO_URL"; \
+	root_flag=; [ "$$(id -u)" -ne 0 ] || root_flag=--allow-root; \
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 $$root_flag notebooks/quickstart.ipynb
+
+# --- cleaning -----------------------------------------------------------------
+
+clean:
+	rm -rf $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -path ./.venv -prune -o -path './.venv-*' -prune -o \
+	  -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Also removes the virtualenvs (the next make test builds them again).
+distclean: clean
+	rm -rf $(VENV) .venv-* .cache

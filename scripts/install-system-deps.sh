@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install the Debian packages this project needs for its tests and demo.
+#
+#   scripts/install-system-deps.sh [EXTRA_PACKAGE...]
+#
+# Only packages that are missing are installed; when nothing is missing the
+# script makes no network call and returns in well under a second.
+# Uses sudo when not run as root.
+set -euo pipefail
+
+packages=(
+  python3-venv       # python3 -m venv (Debian's python3 ships without it)
+  python3-pip
+  chromium           # headless browser for the JupyterLab tests (/usr/bin/chromium)
+  fonts-dejavu-core  # readable text in screenshots
+  dbus               # dbus-run-session, dbus-send: a private session bus for the tests
+  gnome-keyring      # a real Secret Service (org.freedesktop.secrets) behind keyring
+  "$@"
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-system-deps: this script supports Debian/Ubuntu (dpkg + apt-get) only." >&2
+  echo "Install these packages by other means: ${packages[*]}" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-system-deps: all present (${packages[*]})"
+  exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-system-deps: not root and no sudo; please install: ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=(sudo)
+fi
+
+echo "install-system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,114 @@
+"""Shared fixtures and markers.
+
+Fixtures here: ``memory_keyring``, ``hanging_keyring``, ``secret_service_keyring``
+(plus those of ``tests/servers.py``). Markers added automatically: tests under
+``tests/e2e`` get ``browser`` and ``slow``; tests using ``secret_service_keyring``
+get ``secretservice`` and ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.core
+import pytest
+
+from tests.keyrings import HangingKeyring, MemoryKeyring
+
+# Tests decide which keyring they use; an inherited choice would hide the real one.
+os.environ.pop("PYTHON_KEYRING_BACKEND", None)
+
+try:
+    from tests.servers import *  # noqa: F403  (fixtures: demo_api, demo_api_factory, ...)
+except ModuleNotFoundError as exc:  # only "not written yet"; any other error is real
+    if exc.name != "tests.servers":
+        raise
+
+TESTS_DIR = Path(__file__).resolve().parent
+E2E_DIR = TESTS_DIR / "e2e"
+
+SECRET_SERVICE_HOW = (
+    "run the suite with `make test`, or wrap pytest in scripts/with-secret-service.sh "
+    "(a private D-Bus session with an unlocked, throwaway gnome-keyring)"
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selection, so the markers count there
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        if "secret_service_keyring" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.secretservice)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_keyring() -> Iterator[None]:
+    """No test leaves ``keyring.set_keyring(...)`` behind for the next one."""
+    saved = keyring.core._keyring_backend
+    try:
+        yield
+    finally:
+        keyring.core._keyring_backend = saved
+
+
+@pytest.fixture
+def memory_keyring() -> MemoryKeyring:
+    return MemoryKeyring()
+
+
+@pytest.fixture
+def hanging_keyring() -> Iterator[HangingKeyring]:
+    """A keyring whose calls block until ``release()``; released at teardown."""
+    ring = HangingKeyring()
+    try:
+        yield ring
+    finally:
+        ring.release()
+
+
+def _secret_service_problem() -> str | None:
+    """None if a usable Secret Service is there, else why not."""
+    if os.environ.get("SESSION_MAGICS_SECRET_SERVICE") != "1":
+        # Without the wrapper a Secret Service may still answer: the user's own
+        # desktop keyring. Tests must never write there.
+        return "not running inside scripts/with-secret-service.sh"
+    try:
+        from keyring.backends import SecretService
+
+        SecretService.Keyring.priority  # noqa: B018  (raises when unusable)
+        ring = SecretService.Keyring()
+        service, user = f"session-magics-probe-{uuid.uuid4().hex}", "probe"
+        ring.set_password(service, user, "probe-value")
+        got = ring.get_password(service, user)
+        ring.delete_password(service, user)
+    except Exception as exc:  # any failure means: not usable
+        return f"{type(exc).__name__}: {exc}"
+    if got != "probe-value":
+        return f"round trip returned {got!r} instead of the stored value"
+    return None
+
+
+@pytest.fixture(scope="session")
+def _secret_service_status() -> str | None:
+    return _secret_service_problem()
+
+
+@pytest.fixture
+def secret_service_keyring(_secret_service_status: str | None) -> keyring.backend.KeyringBackend:
+    """``keyring.backends.SecretService.Keyring()`` on the private, throwaway keyring."""
+    problem = _secret_service_status
+    if problem is not None:
+        message = f"no usable Secret Service ({problem}); {SECRET_SERVICE_HOW}"
+        if os.environ.get("CI") or os.environ.get("SESSION_MAGICS_SECRET_SERVICE") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(f"SKIPPED: REAL SECRET SERVICE TESTS DID NOT RUN: {message}")
+    from keyring.backends import SecretService
+
+    return SecretService.Keyring()

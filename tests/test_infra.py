@@ -1,0 +1,191 @@
+"""The test infrastructure is real: the Secret Service, its isolation, the fake keyrings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import keyring
+import keyring.core
+import pytest
+from keyring.backends import SecretService, chainer
+from keyring.errors import KeyringLocked, PasswordDeleteError, PasswordSetError
+
+from tests.keyrings import (
+    FailingWriteKeyring,
+    HangingKeyring,
+    LimitedKeyring,
+    LockedKeyring,
+    MemoryKeyring,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+WITH_SECRET_SERVICE = ROOT / "scripts" / "with-secret-service.sh"
+
+
+def unique_service() -> str:
+    return f"session-magics-test-{uuid.uuid4().hex}"
+
+
+# --- the real Secret Service ---------------------------------------------------
+
+
+def test_secret_service_round_trip(secret_service_keyring):
+    service = unique_service()
+    assert secret_service_keyring.get_password(service, "alice") is None
+    secret_service_keyring.set_password(service, "alice", "s3cret")
+    secret_service_keyring.set_password(service, "bob", "other")
+    assert secret_service_keyring.get_password(service, "alice") == "s3cret"
+    assert secret_service_keyring.get_password(service, "bob") == "other"
+    secret_service_keyring.delete_password(service, "alice")
+    assert secret_service_keyring.get_password(service, "alice") is None
+    with pytest.raises(PasswordDeleteError):
+        secret_service_keyring.delete_password(service, "alice")
+
+
+def test_default_keyring_is_the_secret_service(secret_service_keyring):
+    keyring.core.init_backend()  # fresh discovery, as a new kernel would do it
+    backend = keyring.get_keyring()
+    if isinstance(backend, chainer.ChainerBackend):
+        names = [type(b).__module__ + "." + type(b).__name__ for b in backend.backends]
+        pytest.fail(f"keyring chose a chain of backends, not the Secret Service alone: {names}")
+    assert isinstance(backend, SecretService.Keyring), backend
+    service = unique_service()
+    keyring.set_password(service, "alice", "via the module API")
+    assert keyring.get_password(service, "alice") == "via the module API"
+    keyring.delete_password(service, "alice")
+
+
+@pytest.mark.parametrize("size", [4 * 1024, 100 * 1024], ids=["4KB", "100KB"])
+def test_large_values_round_trip(secret_service_keyring, size):
+    service = unique_service()
+    value = (uuid.uuid4().hex * (size // 32 + 1))[:size]
+    secret_service_keyring.set_password(service, "alice", value)
+    assert secret_service_keyring.get_password(service, "alice") == value
+    secret_service_keyring.delete_password(service, "alice")
+
+
+@pytest.mark.secretservice
+@pytest.mark.slow
+def test_wrapper_uses_a_throwaway_keyring_and_passes_the_exit_code(tmp_path):
+    """Two runs of the wrapper share nothing, and CMD's exit code comes back."""
+    if not all(shutil.which(t) for t in ("dbus-run-session", "gnome-keyring-daemon")):
+        if os.environ.get("CI") or os.environ.get("SESSION_MAGICS_SECRET_SERVICE") == "1":
+            pytest.fail("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
+        pytest.skip("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
+    service = unique_service()
+    script = (
+        "import os, sys\n"
+        "from keyring.backends import SecretService\n"
+        "assert os.environ['SESSION_MAGICS_SECRET_SERVICE'] == '1'\n"
+        "ring = SecretService.Keyring()\n"
+        f"before = ring.get_password({service!r}, 'alice')\n"
+        f"ring.set_password({service!r}, 'alice', 'kept?')\n"
+        "print(os.environ['DBUS_SESSION_BUS_ADDRESS'])\n"
+        "sys.exit(3 if before is None else 4)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SESSION_MAGICS_SECRET_SERVICE"}
+    runs = [
+        subprocess.run(
+            [str(WITH_SECRET_SERVICE), sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 3, run.stderr  # 3: the value from the first run is gone
+    buses = [run.stdout.strip() for run in runs]
+    assert buses[0] != buses[1]
+    assert os.environ.get("DBUS_SESSION_BUS_ADDRESS") not in buses
+
+
+# --- the in-memory backends -------------------------------------------------------
+
+
+def test_memory_keyring_counts_reads_and_writes(memory_keyring):
+    assert memory_keyring.get_password("svc", "u") is None
+    memory_keyring.set_password("svc", "u", "v")
+    assert memory_keyring.get_password("svc", "u") == "v"
+    memory_keyring.delete_password("svc", "u")
+    with pytest.raises(PasswordDeleteError):
+        memory_keyring.delete_password("svc", "u")
+    assert (memory_keyring.reads, memory_keyring.writes) == (2, 3)
+    assert MemoryKeyring.priority == 1
+
+
+def test_test_backends_stay_out_of_keyring_discovery():
+    found = {type(b) for b in keyring.backend.get_all_keyring()}
+    ours = {MemoryKeyring, LimitedKeyring, HangingKeyring, LockedKeyring, FailingWriteKeyring}
+    assert not found & ours
+
+
+def test_limited_keyring_rejects_values_over_the_windows_limit():
+    ring = LimitedKeyring()
+    ring.set_password("svc", "u", "a" * 1280)  # 2560 bytes as UTF-16
+    assert ring.get_password("svc", "u") == "a" * 1280
+    with pytest.raises(PasswordSetError):
+        ring.set_password("svc", "u", "a" * 1281)
+    assert ring.get_password("svc", "u") == "a" * 1280  # the old value stays
+    small = LimitedKeyring(max_bytes=10, encoding="utf-8")
+    small.set_password("svc", "u", "x" * 10)
+    with pytest.raises(PasswordSetError):
+        small.set_password("svc", "u", "x" * 11)
+
+
+def test_locked_keyring_raises_keyring_locked():
+    ring = LockedKeyring()
+    assert ring.priority == 1
+    for call in (
+        lambda: ring.get_password("svc", "u"),
+        lambda: ring.set_password("svc", "u", "v"),
+        lambda: ring.delete_password("svc", "u"),
+    ):
+        with pytest.raises(KeyringLocked):
+            call()
+
+
+def test_failing_write_keyring_reads_but_never_stores():
+    ring = FailingWriteKeyring()
+    ring.entries[("svc", "u")] = "old"
+    assert ring.get_password("svc", "u") == "old"
+    with pytest.raises(PasswordSetError):
+        ring.set_password("svc", "u", "new")
+    assert ring.get_password("svc", "u") == "old"
+    assert (ring.reads, ring.writes) == (2, 1)
+
+
+def test_hanging_keyring_blocks_until_released(hanging_keyring):
+    results: list[str | None] = []
+    worker = threading.Thread(
+        target=lambda: results.append(hanging_keyring.get_password("svc", "u")), daemon=True
+    )
+    worker.start()
+    assert hanging_keyring.entered.wait(5)
+    worker.join(0.2)
+    assert worker.is_alive() and results == []
+    hanging_keyring.release()
+    worker.join(5)
+    assert not worker.is_alive() and results == [None]
+
+
+def test_hanging_keyring_gives_up_after_max_block():
+    ring = HangingKeyring(max_block=0.05)
+    with pytest.raises(RuntimeError, match="not released"):
+        ring.set_password("svc", "u", "v")
+    assert ring.entries == {}
+
+
+def test_set_keyring_does_not_leak_between_tests_part_1():
+    keyring.set_keyring(LockedKeyring())
+
+
+def test_set_keyring_does_not_leak_between_tests_part_2():
+    assert not isinstance(keyring.core._keyring_backend, LockedKeyring)
