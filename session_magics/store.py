@@ -137,6 +137,22 @@ def unsafe_backend_reason(backend: Any, allow_plaintext: bool = False) -> str | 
     return None
 
 
+def safe_backend(backend: Any, allow_plaintext: bool = False) -> Any:
+    """Unwrap keyring's chainer: use its best *safe* backend alone.
+
+    The chainer tries its backends in turn, so a write the Secret Service refuses
+    would silently land in a plaintext file (keyrings.alt). Talking to one safe
+    backend directly makes a failure an error instead.
+    """
+    from keyring.backends import chainer
+
+    if isinstance(backend, chainer.ChainerBackend):
+        for inner in backend.backends:  # highest priority first
+            if unsafe_backend_reason(inner, allow_plaintext) is None:
+                return inner
+    return backend
+
+
 class KeyringStore:
     """Tokens in the OS keyring (via the ``keyring`` package)."""
 
@@ -164,7 +180,8 @@ class KeyringStore:
         if self._backend is None:
             import keyring
 
-            self._backend = _call_with_timeout(keyring.get_keyring, self.timeout, "find a backend")
+            found = _call_with_timeout(keyring.get_keyring, self.timeout, "find a backend")
+            self._backend = safe_backend(found, self.allow_plaintext)
         reason = unsafe_backend_reason(self._backend, self.allow_plaintext)
         if reason:
             raise KeyringError(reason)

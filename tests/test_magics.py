@@ -211,7 +211,8 @@ def test_logout_revokes_and_deletes(api, kr, new_shell):
     assert api.stats()["revocations"] >= 1
     import requests
 
-    assert requests.get(f"{api.url}/me", headers={"Authorization": f"Bearer {token.access_token}"}).status_code == 401
+    headers = {"Authorization": f"Bearer {token.access_token}"}
+    assert requests.get(f"{api.url}/me", headers=headers).status_code == 401
 
 
 @pytest.mark.parametrize("backend", [fail.Keyring(), null.Keyring()], ids=["no-backend", "null"])
@@ -255,3 +256,39 @@ def test_line_form_assignment(api, kr, new_shell):
     r = shell.run("me = %api GET /me\nme.data['username']")
     assert r.error is None, r.all_text
     assert r.result == "demo"
+
+
+def test_kernel_restart_with_real_secret_service(api, secret_service_keyring, new_shell, monkeypatch):
+    """Log in in one process; a new process (a restarted kernel) finds the token in the
+    Secret Service by itself and needs no password."""
+    import subprocess
+    import sys
+
+    keyring.set_keyring(secret_service_keyring)
+    login(new_shell(), api)
+    api.reset_stats()
+    script = (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_cell('%load_ext session_magics')\n"
+        f"r = ip.run_cell('%login {api.url}')\n"
+        "r.raise_error()\n"
+        "r = ip.run_cell('x = %api GET /me')\n"
+        "r.raise_error()\n"
+        "print('USER', ip.user_ns['x'].data['username'])\n"
+        "from session_magics import magics\n"
+        "print('BACKEND', type(magics._instance._keyring_store.backend).__module__)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != PASSWORD_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Already logged in as demo" in out.stdout
+    assert "USER demo" in out.stdout
+    assert "BACKEND keyring.backends.SecretService" in out.stdout
+    assert api.stats()["password_grants"] == 0
+    shell = new_shell()
+    shell.run(f"%login {api.url}")
+    assert shell.run("%logout").error is None
+    assert secret_service_keyring.get_password(f"session-magics {api.url}", "demo") is None

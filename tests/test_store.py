@@ -1,0 +1,194 @@
+"""The keyring store: real Secret Service round trips and every failure mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+from keyring.backends import chainer, fail, null
+
+from session_magics import KeyringError
+from session_magics.profile import Profile
+from session_magics.session import ApiSession
+from session_magics.store import KeyringStore, MemoryStore, unsafe_backend_reason
+from session_magics.tokens import Token
+from tests.keyrings import FailingWriteKeyring, LimitedKeyring, LockedKeyring, MemoryKeyring
+
+
+def chain(*backends):
+    """A keyring chainer over the given backends (highest priority first)."""
+
+    class Chain(chainer.ChainerBackend):
+        @property
+        def backends(self):
+            return list(backends)
+
+    return Chain()
+
+
+def profile(user="alice", host=None):
+    host = host or f"h{uuid.uuid4().hex[:8]}.example.com"
+    return Profile(name="p", base_url=f"https://{host}/v1", user=user)
+
+
+def token(n=1, size=0, user="alice"):
+    return Token(f"access-{n}-" + "x" * size, refresh_token=f"refresh-{n}", expires_at=time.time() + 60, user=user)
+
+
+def test_round_trip_and_last_user(memory_keyring):
+    store = KeyringStore(memory_keyring)
+    p = profile()
+    store.save(p, token())
+    fresh = KeyringStore(memory_keyring)  # a new kernel
+    anonymous = Profile(name="p", base_url=p.base_url)  # %login URL without --user
+    got = fresh.load(anonymous)
+    assert got is not None and got.access_token == "access-1-" and got.user == "alice"
+
+
+def test_read_once_then_cached(memory_keyring):
+    store = KeyringStore(memory_keyring)
+    p = profile()
+    store.save(p, token())
+    reads = memory_keyring.reads
+    for _ in range(100):
+        store.load(p)
+    assert memory_keyring.reads == reads  # saved values are already cached
+    store.load(p, fresh=True)
+    assert memory_keyring.reads == reads + 1
+
+
+def test_written_only_when_changed(memory_keyring):
+    store = KeyringStore(memory_keyring)
+    p = profile()
+    t = token()
+    store.save(p, t)
+    writes = memory_keyring.writes
+    store.save(p, t)
+    assert memory_keyring.writes == writes
+    store.save(p, token(2))
+    assert memory_keyring.writes == writes + 1
+
+
+def test_large_values_are_split_under_the_windows_limit():
+    ring = LimitedKeyring(max_bytes=2560)
+    store = KeyringStore(ring)
+    p = profile()
+    big = token(size=6000)
+    store.save(p, big)
+    assert len(ring.entries) > 3  # chunks + header + last user
+    assert KeyringStore(ring).load(p) == big
+    store.delete(p)
+    assert set(ring.entries) == {(p.keyring_service, "@last-user")}
+
+
+def test_hanging_keyring_times_out_quickly(hanging_keyring):
+    store = KeyringStore(hanging_keyring, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(KeyringError, match="did not answer within 0.5 s"):
+        store.load(profile())
+    assert time.monotonic() - started < 3
+
+
+def test_locked_keyring():
+    with pytest.raises(KeyringError, match="locked"):
+        KeyringStore(LockedKeyring()).load(profile())
+
+
+@pytest.mark.parametrize(
+    "backend, words",
+    [(fail.Keyring(), "no OS keyring"), (null.Keyring(), "null backend")],
+    ids=["fail", "null"],
+)
+def test_unusable_backends_are_refused(backend, words):
+    with pytest.raises(KeyringError, match=words):
+        KeyringStore(backend).load(profile())
+
+
+def test_plaintext_backend_refused_unless_allowed(tmp_path):
+    from keyrings.alt.file import PlaintextKeyring
+
+    ring = PlaintextKeyring()
+    ring.file_path = str(tmp_path / "keyring.cfg")
+    with pytest.raises(KeyringError, match="plaintext"):
+        KeyringStore(ring).save(profile(), token())
+    KeyringStore(ring, allow_plaintext=True).save(profile(), token())
+    assert "plaintext" in (unsafe_backend_reason(chain(MemoryKeyring(), ring)) or "")
+
+
+def test_damaged_entry(memory_keyring):
+    p = profile()
+    memory_keyring.set_password(p.keyring_service, "alice", "{not json")
+    with pytest.raises(KeyringError, match="damaged"):
+        KeyringStore(memory_keyring).load(p)
+
+
+def test_failed_write_keeps_token_in_memory_and_warns():
+    session = ApiSession(profile(), KeyringStore(FailingWriteKeyring()))
+    session._remember(token())
+    assert session.token is not None and session.token.access_token.startswith("access-1")
+    assert session.storage_warning and "memory" in session.storage_warning
+
+
+def test_memory_store():
+    store = MemoryStore()
+    p = profile()
+    store.save(p, token())
+    assert store.load(p).access_token.startswith("access-1")
+    assert store.last_user(p) == "alice"
+    store.delete(p)
+    assert store.load(p) is None
+
+
+# ---------------------------------------------------------------- Secret Service
+def test_secret_service_round_trip(secret_service_keyring):
+    store = KeyringStore(secret_service_keyring)
+    p = profile()
+    big = token(size=5000)
+    store.save(p, big)
+    assert KeyringStore(secret_service_keyring).load(Profile(name="p", base_url=p.base_url)) == big
+    raw = secret_service_keyring.get_password(p.keyring_service, "alice")
+    assert json.loads(raw)["chunks"] >= 5
+    store.delete(p)
+    assert KeyringStore(secret_service_keyring).load(p) is None
+
+
+def test_secret_service_two_processes_write_concurrently(secret_service_keyring, tmp_path):
+    """Two processes saving tokens for different users at one origin at once lose nothing."""
+    host = f"h{uuid.uuid4().hex[:8]}.example.com"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from keyring.backends import SecretService
+        from session_magics.profile import Profile
+        from session_magics.store import KeyringStore
+        from session_magics.tokens import Token
+        user = sys.argv[1]
+        store = KeyringStore(SecretService.Keyring())
+        p = Profile(name="p", base_url="https://{host}", user=user)
+        for n in range(20):
+            store.save(p, Token(f"{{user}}-{{n}}", refresh_token=f"r-{{user}}-{{n}}", user=user))
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, u]) for u in ("u1", "u2")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    store = KeyringStore(secret_service_keyring)
+    for user in ("u1", "u2"):
+        got = store.load(Profile(name="p", base_url=f"https://{host}", user=user))
+        assert got is not None and got.access_token == f"{user}-19"
+
+
+def test_chainer_is_unwrapped_to_its_best_safe_backend(tmp_path):
+    from keyrings.alt.file import PlaintextKeyring
+
+    from session_magics.store import safe_backend
+
+    plain = PlaintextKeyring()
+    plain.file_path = str(tmp_path / "k.cfg")
+    good = MemoryKeyring()
+    assert safe_backend(chain(plain, good)) is good
+    assert "plaintext" in (unsafe_backend_reason(safe_backend(chain(plain))) or "")
