@@ -110,19 +110,29 @@ class SessionMagics(Magics):
     def _title(self, need: NeedLogin) -> str:
         return need.message
 
-    def _login_env(self, session: ApiSession) -> bool:
-        from .session import env_secret
+    def _login_env(self, session: ApiSession) -> str | None:
+        """Log in from --password-env / --token-env when the variable is set.
+
+        Returns None when logged in, else a note for the interactive fallback (the
+        variable is not set: a person is asked instead, or, with nobody to ask, the
+        error names the variable).
+        """
+        import os
 
         profile = session.profile
+        var = profile.token_env or profile.password_env
+        if var is None:
+            return ""
+        value = os.environ.get(var)
+        if not value:
+            return f"${var} is not set"
         if profile.token_env:
-            session.use_token(env_secret(profile.token_env), profile.user)
-            return True
-        if profile.password_env:
+            session.use_token(value, profile.user)
+        else:
             if not profile.user:
                 raise ProfileError("--password-env needs --user NAME")
-            session.login(profile.user, env_secret(profile.password_env))
-            return True
-        return False
+            session.login(profile.user, value)
+        return None
 
     def _ask(self, session: ApiSession, title: str) -> Generator[Any, None, None]:
         """Get a login for ``session``: env var, form, terminal prompt, or a clear error.
@@ -130,7 +140,8 @@ class SessionMagics(Magics):
         A generator so one decision serves both drivers: it yields the form when the
         caller has to wait for it (synchronously or with ``await``).
         """
-        if self._login_env(session):
+        note = self._login_env(session)
+        if note is None:
             return
         from . import waiting
         from .ui import LoginForm, no_frontend_error, terminal_login
@@ -143,7 +154,7 @@ class SessionMagics(Magics):
         elif kind == "terminal":
             terminal_login(session, title)
         else:
-            raise no_frontend_error(session, title)
+            raise no_frontend_error(session, f"{title} ({note})" if note else title)
 
     def _ask_sync(self, session: ApiSession, title: str) -> None:
         for form in self._ask(session, title):
@@ -227,7 +238,9 @@ class SessionMagics(Magics):
         return session
 
     def _login_prepare(self, line: str) -> tuple[Any, ApiSession | None]:
-        args = parse_argstring(self.login, line)
+        from .request import interpolate
+
+        args = parse_argstring(self.login, interpolate(line, self._evaluate))
         if args.status:
             self._print_status()
             return args, None
@@ -295,8 +308,13 @@ class SessionMagics(Magics):
         action="store_true",
         help="Ask for a token (API key, personal access token) instead of a password.",
     )
-    @argument("--password-env", metavar="VAR", help="Take the password from this environment variable.")
-    @argument("--token-env", metavar="VAR", help="Take the token from this environment variable.")
+    @argument(
+        "--password-env",
+        metavar="VAR",
+        help="Take the password from this environment variable (if unset: ask, or fail "
+        "at once where nobody can be asked).",
+    )
+    @argument("--token-env", metavar="VAR", help="Take the token from this environment variable (likewise).")
     @argument("--access-field", metavar="PATH", help="Field of the token response holding the token.")
     @argument("--refresh-field", metavar="PATH", help="Field holding the refresh token.")
     @argument("--expires-field", metavar="PATH", help="Field holding the lifetime in seconds.")
@@ -326,9 +344,11 @@ class SessionMagics(Magics):
 
         With a valid stored token it just says who is logged in. Otherwise it shows a
         login form (JupyterLab / Notebook), prompts (terminal IPython), or reads the
-        secret from --password-env / --token-env (scheduled runs). ::
+        secret from --password-env / --token-env (scheduled runs). ``{{expr}}`` inserts
+        a Python value, as in %%api. ::
 
             %login http://127.0.0.1:8765 --user demo
+            %login {{API_URL}} --user demo --password-env DEMO_PASSWORD
             %login https://api.example.com --token --header X-API-Key
             %login https://api.example.com --user bot --password-env API_PASSWORD
             %login --status

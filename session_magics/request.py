@@ -110,6 +110,11 @@ def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json:
     return "".join(out)
 
 
+def interpolate(text: str, evaluate: Evaluator | None) -> str:
+    """Replace ``{{expr}}`` in one line of text (e.g. a magic's options)."""
+    return _interpolate(text, 1, evaluate, as_json=False)
+
+
 def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: int = 1) -> RequestSpec:
     """Parse a request written in the HTTP-file layout.
 

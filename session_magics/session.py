@@ -27,8 +27,6 @@ decision; :meth:`ApiSession.request` is the synchronous driver.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -555,17 +553,3 @@ def _server_error(resp: requests.Response, data: Any) -> str:
         snippet = (resp.text or "").strip().splitlines()[:1]
         detail = snippet[0][:200] if snippet else resp.reason or "no details"
     return f"the server answered {resp.status_code}: {detail}"
-
-
-def env_secret(name: str) -> str:
-    """Read a secret from an environment variable (``--password-env`` / ``--token-env``)."""
-    value = os.environ.get(name)
-    if value is None:
-        raise LoginError(f"the environment variable {name} is not set")
-    if not value:
-        raise LoginError(f"the environment variable {name} is empty")
-    return value
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
