@@ -40,8 +40,11 @@ class ProfileError(SessionMagicsError):
     """An unknown profile, or options that do not make a usable profile."""
 
 
-class NoFrontendError(SessionMagicsError):
-    """Credentials are needed but nobody can be asked (no widgets, no terminal, no env var)."""
+class NoFrontendError(SessionExpired):
+    """Credentials are needed but nobody can be asked (no widgets, no terminal, no env var).
+
+    A kind of :class:`SessionExpired`, so scheduled runs can catch one exception.
+    """
 
 
 class RequestFailed(SessionMagicsError):

@@ -560,7 +560,7 @@ def load(ip: Any) -> None:
         from . import waiting
 
         waiting.install_transformer(
-            ip, {"login", "api", "logout"}, "__import__('session_magics.magics').magics.run_async"
+            ip, {"login", "api", "logout"}, "session_magics.magics.run_async"
         )
     except ImportError:  # pragma: no cover - waiting ships with the package
         pass

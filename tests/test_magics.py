@@ -76,9 +76,7 @@ def test_login_stores_token_in_keyring_and_nothing_secret_surfaces(api, kr, new_
     token = json.loads(entry)
     history = shell.ip.history_manager.hist_file
     shell.ip.history_manager.writeout_cache()
-    dump = "\n".join(
-        str(row) for row in sqlite3.connect(history).execute("select * from history").fetchall()
-    )
+    dump = "\n".join(str(row) for row in sqlite3.connect(history).execute("select * from history").fetchall())
     assert "%login" in dump
     for secret in (token["a"], token["r"], "penguins"):
         assert secret not in dump
@@ -280,9 +278,7 @@ def test_kernel_restart_with_real_secret_service(api, secret_service_keyring, ne
         "print('BACKEND', type(magics._instance._keyring_store.backend).__module__)\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != PASSWORD_ENV}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "Already logged in as demo" in out.stdout
     assert "USER demo" in out.stdout

@@ -37,7 +37,9 @@ def profile(user="alice", host=None):
 
 
 def token(n=1, size=0, user="alice"):
-    return Token(f"access-{n}-" + "x" * size, refresh_token=f"refresh-{n}", expires_at=time.time() + 60, user=user)
+    return Token(
+        f"access-{n}-" + "x" * size, refresh_token=f"refresh-{n}", expires_at=time.time() + 60, user=user
+    )
 
 
 def test_round_trip_and_last_user(memory_keyring):

@@ -1,0 +1,86 @@
+"""The notebooks in notebooks/ executed headlessly with nbclient (a real kernel)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from session_magics.demo import DemoServer
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.fixture
+def kernel_env(monkeypatch, tmp_path):
+    """The kernel inherits this process's environment (and so its D-Bus Secret Service)."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.delenv("DEMO_PASSWORD", raising=False)
+    return monkeypatch
+
+
+def run_notebook(nb, timeout=120):
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()
+    return nb
+
+
+def outputs_text(nb):
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.extend(str(v) for v in out.get("data", {}).values())
+            parts.extend(out.get("traceback", []))
+    return "\n".join(parts)
+
+
+def test_quickstart_runs_headless_with_password_env(secret_service_keyring, kernel_env):
+    password = "pw-" + secrets.token_hex(8)
+    with DemoServer(password=password) as api:
+        kernel_env.setenv("SESSION_MAGICS_DEMO_URL", api.url)
+        kernel_env.setenv("DEMO_PASSWORD", api.config.password)
+        nb = run_notebook(nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4))
+        stats = api.stats()
+    text = outputs_text(nb)
+    assert "Logged in as demo" in text
+    assert "Gentoo" in text and "Adelie" in text  # the groupby table
+    assert stats["password_grants"] == 1
+    assert password not in text
+    # nothing secret in the notebook as it would be saved
+    saved = nbformat.writes(nb)
+    assert "eyJ" not in saved  # no JWT anywhere in outputs
+
+
+def test_expired_session_without_credentials_fails_fast_in_nbclient(secret_service_keyring, kernel_env):
+    """No widget frontend, no tty, no env var: SessionExpired/NoFrontendError at once, not a hang."""
+    with DemoServer(access_ttl=300, refresh_ttl=600) as api:
+        kernel_env.setenv("DEMO_PASSWORD", api.config.password)
+        login = f"%load_ext session_magics\n%login {api.url} --user demo --password-env DEMO_PASSWORD"
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(login)]
+        run_notebook(nb)
+        api.advance_clock(10_000)  # both tokens expired on the server
+        kernel_env.delenv("DEMO_PASSWORD")
+        nb2 = nbformat.v4.new_notebook()
+        nb2.cells = [
+            nbformat.v4.new_code_cell(f"%load_ext session_magics\n%login {api.url}"),
+            nbformat.v4.new_code_cell("%%api\nGET /me"),
+            nbformat.v4.new_code_cell("print('NOT REACHED')"),
+        ]
+        started = time.monotonic()
+        with pytest.raises(CellExecutionError) as info:
+            run_notebook(nb2, timeout=60)
+        elapsed = time.monotonic() - started
+    assert elapsed < 30, elapsed
+    assert "Already logged in" in outputs_text(nb2)  # the stored token was reused first
+    assert "NoFrontendError" in str(info.value) and "nobody can be asked" in str(info.value)
+    assert "Session expired" in str(info.value)
+    assert "NOT REACHED" not in outputs_text(nb2)
