@@ -1,0 +1,133 @@
+"""``python -m session_magics.demo``: run the demo token API in the foreground.
+
+The first line printed is always ``session-magics demo API: http://HOST:PORT``
+(with the real port when ``--port 0`` asks for a free one), so scripts can read
+the URL from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .config import EXPIRED_STATUSES, DemoConfig
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DemoConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m session_magics.demo",
+        description="A small token-protected HTTP API (Palmer penguins and friends) "
+        "for trying session-magics.",
+    )
+    parser.add_argument("--host", default=d.host, help="interface to listen on (%(default)s)")
+    parser.add_argument("--port", type=_port, default=d.port, help="port (%(default)s); 0 picks a free one")
+    parser.add_argument(
+        "--access-ttl",
+        type=_positive,
+        default=d.access_ttl,
+        metavar="SECONDS",
+        help="lifetime of access tokens (%(default)s)",
+    )
+    parser.add_argument(
+        "--refresh-ttl",
+        type=_positive,
+        default=d.refresh_ttl,
+        metavar="SECONDS",
+        help="lifetime of refresh tokens (%(default)s)",
+    )
+    parser.add_argument("--user", default=d.username, help="demo user name (%(default)s)")
+    parser.add_argument("--password", default=d.password, help="demo password (%(default)s)")
+    parser.add_argument(
+        "--expired-status",
+        type=int,
+        choices=EXPIRED_STATUSES,
+        default=d.expired_status,
+        help="status for a missing, expired or invalid access token (%(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=d.log_level,
+        help="uvicorn log level (%(default)s); the access log shows paths, never tokens",
+    )
+    return parser
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = DemoConfig(
+        host=args.host,
+        port=args.port,
+        access_ttl=args.access_ttl,
+        refresh_ttl=args.refresh_ttl,
+        username=args.user,
+        password=args.password,
+        expired_status=args.expired_status,
+        log_level=args.log_level,
+    )
+
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    from .app import create_app
+    from .server import bind_socket, socket_url, uvicorn_config
+
+    try:
+        sock = bind_socket(config.host, config.port)
+    except OSError as exc:
+        print(f"cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    url = socket_url(sock)
+    app = create_app(config.replace(port=sock.getsockname()[1]))
+    print(
+        f"session-magics demo API: {url}\n"
+        f"  username: {config.username}\n"
+        f"  password: {config.password}\n"
+        f"  token endpoint: {url}/auth/token  (OAuth 2 password and refresh_token grants)\n"
+        f"  also: {url}/auth/jwt (simplejwt style), {url}/auth/apikey (API key)\n"
+        f"  access tokens last {_seconds(config.access_ttl)}, refresh tokens "
+        f"{_seconds(config.refresh_ttl)}; a bad token gets {config.expired_status}\n"
+        f"  try: {url}/penguins  (all endpoints: {url}/)\n"
+        "  stop with Ctrl+C",
+        flush=True,
+    )
+    server = uvicorn.Server(
+        uvicorn_config(app, log_level=config.log_level, access_log=True, log_config=LOGGING_CONFIG)
+    )
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
