@@ -8,6 +8,7 @@ only origin checks in the package.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -15,6 +16,7 @@ from .errors import ProfileError
 from .tokens import FieldNames
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def origin_of(url: str) -> tuple[str, str, int] | None:
@@ -53,7 +55,7 @@ def is_loopback(host: str) -> bool:
 def normalize_base_url(url: str) -> str:
     """Check a base URL and give it a trailing slash (so relative paths join under it)."""
     url = url.strip()
-    if "://" not in url:
+    if not _ABSOLUTE.match(url):
         raise ProfileError(
             f"{url!r} is not an absolute URL: give the API's base URL, e.g. %login https://api.example.com/v1"
         )
@@ -128,7 +130,7 @@ class Profile:
         Client's and HTTPie's base-URL handling, which is what people expect from a
         base URL such as ``https://host/api/v1``.
         """
-        if "://" in path_or_url:
+        if _ABSOLUTE.match(path_or_url):
             return path_or_url
         if path_or_url.startswith("//"):
             raise ProfileError(f"{path_or_url!r}: write the scheme, e.g. https:{path_or_url}")

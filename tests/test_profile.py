@@ -43,6 +43,7 @@ def test_url_joins_under_base_path():
     assert p.url("/users?x=1") == "https://h.example.com/api/v1/users?x=1"
     assert p.url("users") == "https://h.example.com/api/v1/users"
     assert p.url("https://other.example.com/x") == "https://other.example.com/x"
+    assert p.url("/go?to=https://x.example.com/") == "https://h.example.com/api/v1/go?to=https://x.example.com/"
     with pytest.raises(ProfileError):
         p.url("//other.example.com/x")
 
