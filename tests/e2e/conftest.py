@@ -1,0 +1,88 @@
+"""Fixtures for the browser tests: one JupyterLab server and one Chromium per run,
+a fresh browser page per test, and the ``kernel`` parameter (sm-k6, sm-k7)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import (
+    CHROMIUM,
+    KERNELS,
+    JupyterLab,
+    NotebookPage,
+    launch_browser,
+    screenshots_dir,
+)
+
+
+def _skip_or_fail(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    base = tmp_path_factory.mktemp("jupyterlab")
+    server = JupyterLab(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        _skip_or_fail(f"{CHROMIUM} is missing (scripts/install-system-deps.sh installs it)")
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any, lab: JupyterLab, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            name = request.node.name.replace("[", "-").replace("]", "")
+            path = screenshots_dir() / f"FAILED-{name}.png"
+            with contextlib.suppress(Exception):
+                pg.screenshot(path=str(path), full_page=True)
+        context.close()
+        lab.shutdown_kernels()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def notebook(lab: JupyterLab, page: Any, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Factory: notebook(cells, kernel) -> an opened NotebookPage named after the test."""
+
+    def make(cells: list[str], kernel: str, name: str | None = None) -> NotebookPage:
+        stem = name or request.node.name
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)
+        return NotebookPage.create(lab, page, cells, kernel, stem).open()
+
+    return make
