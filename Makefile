@@ -86,22 +86,31 @@ lint: venv
 
 # The whole suite, inside a private D-Bus session with a real gnome-keyring.
 # pytest's exit code is make's; 5 (no tests collected) fails like any other.
+# A run longer than TEST_TIME_LIMIT gets Ctrl+C (SIGINT), so pytest still
+# reports where it was stuck instead of being killed silently by a CI limit.
+TEST_TIME_LIMIT ?= 75m
 test: system-deps venv kernels browser-check lint
 	@mkdir -p $(ARTIFACTS)
 	@SESSION_MAGICS_ARTIFACTS="$(abspath $(ARTIFACTS))" \
-	  scripts/with-secret-service.sh $(PY) -m pytest \
-	  --junitxml="$(ARTIFACTS)/junit.xml" $(PYTEST_ARGS) \
-	  || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+	  scripts/with-secret-service.sh \
+	  timeout --foreground --signal=INT --kill-after=2m $(TEST_TIME_LIMIT) \
+	  $(PY) -m pytest --junitxml="$(ARTIFACTS)/junit.xml" $(PYTEST_ARGS) \
+	  || { rc=$$?; \
+	       [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; \
+	       [ $$rc -ne 124 ] || echo "make test: stopped after $(TEST_TIME_LIMIT)" >&2; \
+	       exit $$rc; }
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # --- demo ---------------------------------------------------------------------
 
-# The demo API runs in the background for as long as JupyterLab does.
+# The demo API runs in the background for as long as JupyterLab does. It gets
+# its own session (setsid), so the Ctrl+C that asks JupyterLab to shut down
+# does not stop it first; it is stopped when JupyterLab exits.
 demo: venv
 	@export SESSION_MAGICS_DEMO_URL="http://127.0.0.1:$(DEMO_PORT)"; \
-	$(PY) -m session_magics.demo --port $(DEMO_PORT) & demo_pid=$$!; \
+	setsid $(PY) -m session_magics.demo --host 127.0.0.1 --port $(DEMO_PORT) & demo_pid=$$!; \
 	trap 'kill $$demo_pid 2>/dev/null || true; wait $$demo_pid 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for _ in $$(seq 100); do \

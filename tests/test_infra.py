@@ -53,7 +53,12 @@ def test_default_keyring_is_the_secret_service(secret_service_keyring):
     backend = keyring.get_keyring()
     if isinstance(backend, chainer.ChainerBackend):
         names = [type(b).__module__ + "." + type(b).__name__ for b in backend.backends]
-        pytest.fail(f"keyring chose a chain of backends, not the Secret Service alone: {names}")
+        pytest.fail(
+            f"keyring chose a chain of backends, not the Secret Service alone: {names}. "
+            "Another backend with priority > 0 is installed in this environment (keyrings.alt's "
+            "PlaintextKeyring, say), so keyring chains it behind the Secret Service and a kernel "
+            "started by the tests would not get the Secret Service as its default keyring."
+        )
     assert isinstance(backend, SecretService.Keyring), backend
     service = unique_service()
     keyring.set_password(service, "alice", "via the module API")
@@ -73,7 +78,7 @@ def test_large_values_round_trip(secret_service_keyring, size):
 @pytest.mark.secretservice
 @pytest.mark.slow
 def test_wrapper_uses_a_throwaway_keyring_and_passes_the_exit_code(tmp_path):
-    """Two runs of the wrapper share nothing, and CMD's exit code comes back."""
+    """Two runs share nothing, nothing can be D-Bus-activated, CMD's exit code comes back."""
     if not all(shutil.which(t) for t in ("dbus-run-session", "gnome-keyring-daemon")):
         if os.environ.get("CI") or os.environ.get("SESSION_MAGICS_SECRET_SERVICE") == "1":
             pytest.fail("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
@@ -88,6 +93,10 @@ def test_wrapper_uses_a_throwaway_keyring_and_passes_the_exit_code(tmp_path):
         f"ring.set_password({service!r}, 'alice', 'kept?')\n"
         "print(os.environ['DBUS_SESSION_BUS_ADDRESS'])\n"
         "sys.exit(3 if before is None else 4)\n"
+    )
+    activatable = (
+        "dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus "
+        "org.freedesktop.DBus.ListActivatableNames"
     )
     env = {k: v for k, v in os.environ.items() if k != "SESSION_MAGICS_SECRET_SERVICE"}
     runs = [
@@ -105,6 +114,17 @@ def test_wrapper_uses_a_throwaway_keyring_and_passes_the_exit_code(tmp_path):
     buses = [run.stdout.strip() for run in runs]
     assert buses[0] != buses[1]
     assert os.environ.get("DBUS_SESSION_BUS_ADDRESS") not in buses
+    # No service files on the private bus: a dead daemon cannot be replaced by an
+    # activated one that would open the user's own keyring.
+    names = subprocess.run(
+        [str(WITH_SECRET_SERVICE), "sh", "-c", activatable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert '"org.freedesktop.DBus"' in names
+    assert "org.freedesktop.secrets" not in names
 
 
 # --- the in-memory backends -------------------------------------------------------
