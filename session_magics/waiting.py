@@ -234,7 +234,9 @@ def _frame_bytes(frame: Any) -> bytes:
 def _msg_type(kernel: Any, frames: Any) -> str | None:
     """The msg_type of a raw shell message, read from its header only (no side effects)."""
     try:
-        _idents, parts = kernel.session.feed_identities(frames, copy=False)
+        frames = list(frames)
+        zero_copy = bool(frames) and hasattr(frames[0], "bytes")  # zmq.Frame vs bytes
+        _idents, parts = kernel.session.feed_identities(frames, copy=not zero_copy)
         header = kernel.session.unpack(_frame_bytes(parts[1]))
     except Exception:
         return None

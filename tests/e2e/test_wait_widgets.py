@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.e2e import toy
-from tests.e2e.harness import NotebookPage
+from tests.e2e.harness import FORM, NotebookPage, run_notebook
 
 PASSWORD = "s3cret-Pa55"
 
@@ -51,15 +51,18 @@ def test_form_waits_then_next_cell_runs(notebook, kernel: str, mode: str) -> Non
     nb.screenshot(f"{kernel}-{mode}-done")
 
 
-def test_cancel(notebook, kernel: str) -> None:
-    nb = notebook([toy.FORM_SETUP, toy.SYNC_WAIT.format(timeout=90), toy.NEXT], kernel)
-    nb.run_all()
-    _assert_blocked(nb, 1)
-    nb.fill_login("typed-then-cancelled")
-    nb.click("Cancel")
-    out = nb.wait_for_output(1, r"RESULT cancel")
-    assert "RESULT cancel LEN 0 WAITED True" in out
-    nb.wait_for_output(2, "NEXT RAN")
+def test_cancel(lab, page, kernel: str) -> None:
+    """Also the example of run_notebook(): cells in, interaction, outputs out."""
+
+    def cancel(nb: NotebookPage) -> None:
+        _assert_blocked(nb, 1)
+        nb.fill_login("typed-then-cancelled")
+        nb.click("Cancel")
+
+    cells = [toy.FORM_SETUP, toy.SYNC_WAIT.format(timeout=90), toy.NEXT]
+    outs = run_notebook(lab, page, cells, kernel=kernel, name=f"cancel-{kernel}", interact=cancel)
+    assert "RESULT cancel LEN 0 WAITED True" in outs[1]
+    assert outs[2].strip() == "NEXT RAN"
 
 
 def test_timeout_then_next_cell_runs(notebook, kernel: str) -> None:
@@ -119,3 +122,67 @@ def test_saved_notebook_has_no_password(notebook, kernel: str) -> None:
     assert "application/vnd.jupyter.widget-state+json" in after  # saveState is on
     assert PASSWORD not in after
     assert PASSWORD not in while_waiting
+
+
+KERNELS_SETTINGS = "@jupyterlab/apputils-extension:kernels-settings"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_k7_with_comms_over_subshells_disabled(notebook, lab, mode: str) -> None:
+    """JupyterLab's default sends widget messages to a kernel subshell; with that
+    turned off every message reaches the main shell, which is busy with the cell."""
+    lab.set_setting(KERNELS_SETTINGS, {"commsOverSubshells": "disabled"})
+    try:
+        wait_cell = toy.SYNC_WAIT if mode == "sync" else toy.ASYNC_WAIT
+        cells = [toy.FORM_SETUP, wait_cell.format(timeout=90), toy.NEXT, toy.SUBSHELLS]
+        nb = notebook(cells, "sm-k7")
+        nb.run_all()
+        _assert_blocked(nb, 1)
+        _log_in(nb, f"k7-nosubshell-{mode}")
+        out = nb.wait_for_output(1, r"RESULT ok LEN \d+")
+        assert f"RESULT ok LEN {len(PASSWORD)} WAITED True" in out
+        nb.wait_for_output(2, "NEXT RAN")
+        assert "SUBSHELLS 0" in nb.wait_for_output(3, "SUBSHELLS")
+    finally:
+        lab.set_setting(KERNELS_SETTINGS, {})
+
+
+def test_two_forms_in_one_run(notebook, kernel: str) -> None:
+    """Run All over two cells that each wait (sync, then async): each form comes up
+    only when its cell runs, and everything still runs in order."""
+    cells = [
+        toy.FORM_SETUP,
+        toy.SYNC_WAIT.format(timeout=90),
+        toy.ASYNC_WAIT.format(timeout=90),
+        toy.NEXT,
+    ]
+    nb = notebook(cells, kernel)
+    nb.run_all()
+    _assert_blocked(nb, 1)
+    assert nb.page.locator(FORM).count() == 1
+    _log_in(nb, f"{kernel}-first-of-two")
+    nb.wait_for_output(1, rf"RESULT ok LEN {len(PASSWORD)} WAITED True")
+    nb.wait_for_prompt(2, r"^\[\*\]:$")
+    nb.page.wait_for_function(f"() => document.querySelectorAll('{FORM}').length === 2")
+    assert "NEXT RAN" not in "".join(nb.outputs())
+    form = nb.page.locator(FORM).nth(1)
+    form.locator("input[type=password]").fill("second")
+    form.locator("input[type=password]").press("Tab")
+    nb.page.wait_for_timeout(300)
+    form.locator("button", has_text="Log in").click()
+    nb.wait_for_output(2, r"RESULT ok LEN 6 WAITED True")
+    nb.wait_for_output(3, "NEXT RAN")
+
+
+def test_interrupt_while_waiting(notebook, kernel: str) -> None:
+    """Interrupting the waiting cell stops it; the queued cells are not run."""
+    nb = notebook([toy.FORM_SETUP, toy.SYNC_WAIT.format(timeout=90), toy.NEXT], kernel)
+    nb.run_all()
+    _assert_blocked(nb, 1)
+    nb.page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    nb.page.locator(".lm-Menu-itemLabel", has_text="Interrupt Kernel").click()
+    nb.wait_for_output(1, "KeyboardInterrupt")
+    nb.wait_idle()
+    nb.page.wait_for_timeout(1000)
+    assert "NEXT RAN" not in nb.outputs()[2]
+    assert nb.prompts()[2] == "[ ]:"  # aborted, never executed

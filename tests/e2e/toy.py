@@ -98,3 +98,9 @@ print("ANSWER", answer)
 """
 
 NEXT = 'print("NEXT RAN")'
+
+# How many kernel subshells the frontend created (ipykernel 7 only).
+SUBSHELLS = """\
+_manager = get_ipython().kernel.shell_channel_thread.manager
+print("SUBSHELLS", len(_manager.list_subshell()))
+"""
