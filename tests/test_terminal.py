@@ -1,0 +1,90 @@
+"""Terminal IPython in a real pseudo-terminal: getpass prompts instead of the form."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from session_magics.demo import DemoServer
+
+pytestmark = pytest.mark.slow
+
+IPYTHON = str(Path(sys.executable).with_name("ipython"))
+
+
+@pytest.fixture
+def api():
+    password = "pw-" + secrets.token_hex(6)
+    with DemoServer(password=password) as server:
+        yield server
+
+
+def spawn(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_MAGICS_FRONTEND")}
+    env.update(IPYTHONDIR=str(tmp_path / "ipython"), TERM="dumb", PYTHONUNBUFFERED="1")
+    child = pexpect.spawn(
+        IPYTHON,
+        ["--no-banner", "--colors=NoColor", "--simple-prompt", "--no-confirm-exit"],
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    child.expect(r"In \[1\]: ")
+    return child
+
+
+def test_getpass_login_then_renewal_in_place(api, tmp_path):
+    child = spawn(tmp_path)
+    transcript = []
+    try:
+        child.sendline("%load_ext session_magics")
+        child.expect(r"In \[2\]: ")
+        child.sendline(f"%login {api.url} --user demo --no-keyring")
+        child.expect(f"Password for demo at {api.url}: ")
+        child.sendline(api.config.password)
+        child.expect("Logged in as demo")
+        transcript.append(child.before)
+        child.expect(r"In \[3\]: ")
+
+        api.advance_clock(10_000)  # access and refresh tokens expired on the server
+        api.reset_stats()
+        child.sendline("r = %api GET /me")
+        child.expect("Session expired for demo")
+        child.expect(f"Password for demo at {api.url}: ")
+        child.sendline(api.config.password)
+        child.expect(r"In \[4\]: ")
+        transcript.append(child.before)
+        child.sendline("print('STATUS', r.status_code, r.data['username'])")
+        child.expect(r"STATUS (\d+) (\w+)")
+        assert child.match.group(1) == "200" and child.match.group(2) == "demo"
+        child.expect(r"In \[5\]: ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        transcript.append(child.before)
+    finally:
+        child.close(force=True)
+    stats = api.stats()
+    assert stats["refresh_failures"] == 1  # renewal was tried silently first
+    assert stats["password_grants"] == 1  # then the prompt logged in again
+    assert api.config.password not in "".join(transcript)  # getpass does not echo
+
+
+def test_getpass_cancel_gives_session_expired(api, tmp_path):
+    child = spawn(tmp_path)
+    try:
+        child.sendline("%load_ext session_magics")
+        child.expect(r"In \[2\]: ")
+        child.sendline(f"%login {api.url} --user demo --no-keyring")
+        child.expect("Password for demo at")
+        child.sendcontrol("d")  # EOF at the prompt
+        child.expect("SessionExpired")
+        child.expect("Login cancelled")
+        child.expect(r"In \[3\]: ")
+    finally:
+        child.close(force=True)
