@@ -49,7 +49,8 @@ def test_declared_content_type_wins():
 def test_interpolation_url_headers_and_json_body():
     ns = {"n": 5, "name": "Adélie", "flags": {"a": True}, "none": None, "tok": "t"}
     spec = parse_request(
-        'POST /p/{{n}}?q={{name}}\nX-N: {{ n * 2 }}\n\n{"n": {{n}}, "name": "{{name}}", "f": {{flags}}, "z": {{none}}}',
+        "POST /p/{{n}}?q={{name}}\nX-N: {{ n * 2 }}\n\n"
+        '{"n": {{n}}, "name": "{{name}}", "f": {{flags}}, "z": {{none}}}',
         ev(ns),
     )
     assert spec.url == "/p/5?q=Adélie"
