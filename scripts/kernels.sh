@@ -14,6 +14,9 @@
 #   scripts/kernels.sh --print              print "NAME<TAB>PYTHON" only (no install);
 #                                           exits 1 if an environment is missing
 #
+# tests/e2e/harness.py calls it with --data-dir pointing into the temporary
+# JUPYTER_DATA_DIR of the JupyterLab it starts; `make kernels` calls it bare.
+#
 # Versions can be overridden with SM_K6_SPEC / SM_K7_SPEC (pip requirement
 # strings). The interpreter used to create the environments is $PYTHON, else
 # python3.11, else python3.
@@ -35,7 +38,7 @@ while [ $# -gt 0 ]; do
     --data-dir) data_dir="$2"; shift 2 ;;
     --data-dir=*) data_dir="${1#*=}"; shift ;;
     --print) print_only=1; shift ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "kernels.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +88,8 @@ PY
     "$venv/bin/python" -m pip install -q "${deps[@]}" "$spec" "$widgets_spec" >&2
     site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     echo "$root" >"$site/session_magics_src.pth"
+  else
+    rm -f "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/session_magics_src.pth"
   fi
   "$venv/bin/python" -c 'import ipykernel, ipywidgets, session_magics; print("kernels.sh: ipykernel", ipykernel.__version__, "ipywidgets", ipywidgets.__version__)' >&2
   echo "$want" >"$stamp"

@@ -96,9 +96,18 @@ def _ipython() -> Any | None:
         return None
 
 
-def _kernel() -> Any | None:
-    """The ipykernel kernel object running this code, if any."""
+def _kernel(*, any_thread: bool = False) -> Any | None:
+    """The ipykernel kernel object whose main shell runs this code, if any.
+
+    Unless ``any_thread``, None in other threads too (a user thread, a kernel
+    subshell): only the main shell's code may touch the kernel's message
+    plumbing, so there the waits just poll.
+    """
     if "ipykernel" not in sys.modules:
+        return None
+    import threading
+
+    if not any_thread and threading.current_thread() is not threading.main_thread():
         return None
     kernel = getattr(_ipython(), "kernel", None)
     if kernel is None or not hasattr(kernel, "session"):
@@ -199,7 +208,7 @@ def frontend() -> Frontend:
     forced = os.environ.get(FRONTEND_ENV, "").strip().lower()
     if forced in ("widgets", "terminal", "none"):
         return forced  # type: ignore[return-value]
-    kernel = _kernel()
+    kernel = _kernel(any_thread=True)
     if kernel is not None:
         metadata = _current_parent(kernel).get("metadata") or {}
         if isinstance(metadata, dict) and metadata.get("cellId"):

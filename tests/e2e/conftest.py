@@ -1,5 +1,6 @@
-"""Fixtures for the browser tests: one JupyterLab server and one Chromium per run,
-a fresh browser page per test, and the ``kernel`` parameter (sm-k6, sm-k7)."""
+"""Fixtures for the browser tests: one JupyterLab server and one Chromium for all
+of tests/e2e, a fresh browser page per test, and the ``kernel`` parameter (sm-k6,
+sm-k7)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an asyncio loop running in this
+# thread while it is open, which would break asyncio.run() in the tests after ours.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         _skip_or_fail(f"{CHROMIUM} is missing (scripts/install-system-deps.sh installs it)")
