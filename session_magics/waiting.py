@@ -54,6 +54,8 @@ from typing import Any, Literal
 from .errors import NoFrontendError, SessionMagicsError
 
 __all__ = [
+    "FRONTEND_ENV",
+    "AwaitMagics",
     "CannotWaitHere",
     "Frontend",
     "frontend",
