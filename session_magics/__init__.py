@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import (
+    Interrupted,
     KeyringError,
     LoginError,
     NoFrontendError,
@@ -23,6 +24,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Interrupted",
     "KeyringError",
     "LoginError",
     "NoFrontendError",

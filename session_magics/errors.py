@@ -49,3 +49,12 @@ class NoFrontendError(SessionExpired):
 
 class RequestFailed(SessionMagicsError):
     """The request never got an answer (connection refused, DNS failure, timeout...)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C (the notebook's stop button) while a request, a login or a keyring call ran.
+
+    Still a :class:`KeyboardInterrupt`, so loops stop as they should. The magics show it
+    as one line: a traceback of the frames it came through would show their local
+    variables in IPython's ``Verbose`` mode, and those hold the request's headers.
+    """

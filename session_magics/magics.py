@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode, observe
 
-from .errors import ProfileError, SessionMagicsError
+from .errors import Interrupted, ProfileError, SessionMagicsError
 
 if TYPE_CHECKING:
     from .result import ApiResult
@@ -32,6 +32,8 @@ def _render_traceback(self: SessionMagicsError) -> list[str]:
 
 
 SessionMagicsError._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
+# Ctrl+C inside a request: one line too (the frames it passed through hold the headers).
+Interrupted._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
 
 
 @magics_class
@@ -47,6 +49,12 @@ class SessionMagics(Magics):
         True, help="Keep tokens in the OS keyring. False: in memory for this kernel only."
     ).tag(config=True)
     keyring_timeout = Float(10.0, help="Longest wait for one keyring call, in seconds.").tag(config=True)
+
+    @observe("keyring_timeout")
+    def _keyring_timeout_changed(self, change: Any) -> None:
+        store = getattr(self, "_keyring_store", None)
+        if store is not None:  # a %config after the first %login applies too
+            store.timeout = change["new"]
     allow_plaintext_keyring = Bool(
         False, help="Accept a keyring backend that stores secrets in a plaintext file."
     ).tag(config=True)
@@ -123,15 +131,16 @@ class SessionMagics(Magics):
         var = profile.token_env or profile.password_env
         if var is None:
             return ""
-        value = os.environ.get(var)
-        if not value:
+        # The secret goes straight from the environment to the session: no local variable
+        # here holds it (IPython's Verbose tracebacks show local variables).
+        if not os.environ.get(var):
             return f"${var} is not set"
         if profile.token_env:
-            session.use_token(value, profile.user)
+            session.use_token(os.environ[var], profile.user)
         else:
             if not profile.user:
                 raise ProfileError("--password-env needs --user NAME")
-            session.login(profile.user, value)
+            session.login(profile.user, os.environ[var])
         return None
 
     def _ask(self, session: ApiSession, title: str) -> Generator[Any, None, None]:
@@ -234,6 +243,8 @@ class SessionMagics(Magics):
         session = ApiSession(
             profile, self.store(profile.use_keyring), timeout=self.timeout, leeway=self.leeway
         )
+        if old is not None:
+            session.take_over(old)  # e.g. %login URL again: keep a token held only in memory
         self.sessions[profile.name] = session
         return session
 
@@ -433,14 +444,19 @@ class SessionMagics(Magics):
                 ("Content-Type", "application/json" if spec.json_body else "text/plain; charset=utf-8")
             ]
         kwargs["method"], kwargs["url"] = spec.method, spec.url
+        if args.save:
+            if getattr(args, "all", False) or getattr(args, "df", False) or getattr(args, "extract", None):
+                raise SessionMagicsError("--save writes one answer to a file: not with --all/--df/--extract")
+            kwargs["stream"] = True  # the body is read in chunks by ApiResult.save, never whole
         return args, session, kwargs
 
     def _plain_request(self, kwargs: dict[str, Any]) -> ApiResult:
         """A request with no profile at all (an absolute URL before any %login)."""
-        from .profile import Profile
+        from .profile import Profile, format_origin, origin_of
         from .session import ApiSession
 
-        origin = kwargs["url"]
+        where = origin_of(kwargs["url"])
+        origin = format_origin(where) if where else kwargs["url"]
         session = ApiSession(
             Profile(name="", base_url=origin, allow_http=True), self.store(False), timeout=self.timeout
         )
@@ -450,6 +466,8 @@ class SessionMagics(Magics):
             session.close()
 
     def _api_finish(self, args: Any, result: ApiResult) -> ApiResult | None:
+        if args.save:
+            self._save(args.save, result)
         if args.output:
             self._shell.user_ns[args.output] = result
         if args.verbose:
@@ -461,6 +479,16 @@ class SessionMagics(Magics):
 
             self._display(HTML(f'<div style="font-family:monospace">{_escape(result.summary())}</div>'))
         return result
+
+    def _save(self, path: str, result: ApiResult) -> None:
+        """--save FILE: stream the body to FILE (successful answers only)."""
+        from .result import _size
+
+        if not result.ok:
+            print(f"Nothing saved to {path}: the server answered {result.status_code}.", file=sys.stderr)
+            return
+        size = result.save(path)
+        print(f"Saved {_size(size)} to {result.saved_to}")
 
     @magic_arguments()
     @argument("request", nargs="*", help="Line form only: the request, e.g. GET /users")
@@ -475,6 +503,11 @@ class SessionMagics(Magics):
     )
     @argument("--timeout", type=float, help="Timeout in seconds (default: SessionMagics.timeout).")
     @argument("-q", "--quiet", action="store_true", help="Show nothing (use with -o).")
+    @argument(
+        "--save",
+        metavar="FILE",
+        help="Stream the body to FILE in chunks instead of keeping it in memory (large or binary answers).",
+    )
     @no_var_expand
     @line_cell_magic
     def api(self, line: str = "", cell: str | None = None) -> ApiResult | None:

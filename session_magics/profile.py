@@ -7,6 +7,7 @@ only origin checks in the package.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -19,10 +20,22 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+def _host_key(host: str) -> str:
+    """A host name in one comparable form: lower case, no brackets or final dot, IDNA."""
+    host = host.strip("[]").lower().rstrip(".")
+    if not host.isascii():
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
+    return host
+
+
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of an absolute http(s) URL, or None.
 
     Host names are compared case-insensitively; a missing port is the scheme's default.
+    The URL is read twice, by the standard library and by urllib3 (whose reading is the
+    host that requests connects to); when they disagree — ``http://a:1\\@b:2/`` is host
+    ``b`` for one and ``a`` for the other — the URL has no origin: it is ambiguous.
     """
     try:
         parts = urlsplit(url)
@@ -32,7 +45,45 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
-    return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
+    port = port or DEFAULT_PORTS[scheme]
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        seen = parse_url(url)
+    except (LocationParseError, ValueError):
+        return None
+    if (
+        (seen.scheme or "").lower() != scheme
+        or _host_key(seen.host or "") != _host_key(parts.hostname)
+        or (seen.port or DEFAULT_PORTS[scheme]) != port
+    ):
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` must not be requested at all, or None.
+
+    Refused: spaces and control characters (a URL built with ``{{...}}`` may hold a
+    line break, and parsers disagree about what they mean), a user name or password
+    before ``@`` (it would stay in the notebook and its history, and ``@`` tricks make
+    the host ambiguous), and http(s) URLs whose host and port cannot be read one way.
+    """
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "the URL contains spaces or control characters (percent-encode them, e.g. %20)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "the URL is not valid (check the host name and port)"
+    if "@" in parts.netloc:
+        return (
+            "the URL holds a user name or password (before '@'); credentials in URLs stay in "
+            "the notebook and its history: send them in a header instead"
+        )
+    if parts.scheme.lower() in DEFAULT_PORTS and origin_of(url) is None:
+        return "the URL's host and port cannot be read unambiguously (check the host name and port)"
+    return None
 
 
 def format_origin(origin: tuple[str, str, int]) -> str:

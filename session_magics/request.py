@@ -94,13 +94,19 @@ def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json:
             raise RequestSyntaxError(
                 f"{{{{{expr}}}}} failed: {type(exc).__name__}: {exc}", line_of_match
             ) from None
-        if as_json and not isinstance(value, str):
-            try:
-                out.append(json.dumps(value))
-            except (TypeError, ValueError):
+        try:
+            if as_json and not isinstance(value, str):
+                try:
+                    out.append(json.dumps(value))
+                except (TypeError, ValueError):
+                    out.append(str(value))
+            else:
                 out.append(str(value))
-        else:
-            out.append(str(value))
+        except Exception as exc:
+            raise RequestSyntaxError(
+                f"{{{{{expr}}}}} gave a value that cannot be turned into text ({type(exc).__name__})",
+                line_of_match,
+            ) from None
         pos = match.end()
     rest = text[pos:]
     if "{{" in rest:
@@ -162,6 +168,14 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
         i += 1
     if not url:
         raise RequestSyntaxError("the URL is empty", no(i - 1))
+    bad = next((ch for ch in url if ch.isspace() or not ch.isprintable()), None)
+    if bad is not None:
+        # e.g. a {{value}} holding a line break: parsers disagree about such URLs.
+        raise RequestSyntaxError(
+            f"the URL contains {ascii(bad)} (spaces and control characters must be percent-encoded, "
+            "e.g. %20)",
+            no(i - 1),
+        )
 
     headers: list[tuple[str, str]] = []
     while i < len(lines) and lines[i].strip():
@@ -183,6 +197,14 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
         value = _interpolate(value.strip(), no(i), evaluate, as_json=False)
         if "\n" in value or "\r" in value:
             raise RequestSyntaxError(f"the value of header {name!r} contains a line break", no(i))
+        if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in value):
+            raise RequestSyntaxError(f"the value of header {name!r} contains a control character", no(i))
+        if any(ord(ch) > 255 for ch in value):
+            raise RequestSyntaxError(
+                f"the value of header {name!r} has characters HTTP headers cannot carry "
+                "(only Latin-1): percent-encode or base64-encode it",
+                no(i),
+            )
         headers.append((name, value))
         i += 1
 

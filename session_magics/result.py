@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -61,6 +62,36 @@ def find_records(data: Any) -> list[Any] | None:
     return None
 
 
+_BINARY_TYPES = ("application/octet-stream", "application/pdf", "application/zip", "application/gzip")
+_BINARY_PREFIXES = ("image/", "audio/", "video/", "font/")
+_TEXT_HINTS = ("json", "xml", "javascript", "csv", "yaml", "x-www-form-urlencoded", "html")
+
+
+def _looks_binary(ctype: str, content: bytes) -> bool:
+    """Whether a body is binary: by its content type, else by NUL bytes or invalid UTF-8."""
+    ctype = ctype.split(";")[0].strip().lower()
+    if ctype.startswith("text/") or any(hint in ctype for hint in _TEXT_HINTS):
+        return False
+    if ctype in _BINARY_TYPES or ctype.startswith(_BINARY_PREFIXES):
+        return True
+    head = content[:4096]
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 4  # not just a character cut at the end of the sample
+    return False
+
+
+def _is_network_error(exc: OSError) -> bool:
+    try:
+        import requests
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, requests.RequestException)
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -78,6 +109,9 @@ class ApiResult:
         self._data: Any = _UNPARSED
         self._df: Any = _UNPARSED
         self.extra_redacted: tuple[str, ...] = ()
+        self.json_error: str | None = None  # why a body declared as JSON did not parse
+        self.saved_to: str | None = None  # --save: the file that holds the body
+        self.saved_bytes = 0
 
     # -- requests.Response look-alike
     @property
@@ -106,6 +140,8 @@ class ApiResult:
 
     @property
     def content(self) -> bytes:
+        if self.saved_to is not None:
+            raise ValueError(f"the body was saved to {self.saved_to}, not kept in memory: read it from there")
         return self.response.content
 
     @property
@@ -138,9 +174,10 @@ class ApiResult:
             ctype = self.headers.get("Content-Type", "").lower()
             try:
                 self._data = json.loads(content) if content else None
-            except ValueError:
-                binary = not ctype.startswith("text/") and (b"\x00" in content[:1024])
-                self._data = content if binary else self.text
+            except (ValueError, RecursionError) as exc:
+                if self.is_json:
+                    self.json_error = str(exc)[:200] if isinstance(exc, ValueError) else "nested too deeply"
+                self._data = content if _looks_binary(ctype, content) else self.text
         return self._data
 
     @property
@@ -174,7 +211,7 @@ class ApiResult:
 
     # -- display
     def summary(self) -> str:
-        size = len(self.content)
+        size = self.saved_bytes if self.saved_to is not None else len(self.content)
         ctype = self.headers.get("Content-Type", "").split(";")[0] or "no content type"
         return (
             f"{self.method} {self.url} → {self.status_code} {self.reason} "
@@ -184,12 +221,77 @@ class ApiResult:
     def __repr__(self) -> str:
         return f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>"
 
+    @property
+    def retries(self) -> int:
+        """How many times urllib3 sent the request again (429 / 503 on idempotent methods)."""
+        retry = getattr(self.response.raw, "retries", None)
+        return len(getattr(retry, "history", ()) or ())
+
+    def problem(self) -> str:
+        """What an error status means, in a few words (for the display)."""
+        code = self.status_code
+        if code >= 500:
+            text = "the server failed to handle the request (an error on its side)"
+        elif code == 429:
+            text = "too many requests: the server asks to slow down"
+        else:
+            text = "the server refused the request"
+        wait = self.headers.get("Retry-After")
+        if wait:
+            text += f"; it asks to wait before trying again (Retry-After: {wait[:40]})"
+        if self.retries:
+            text += f"; sent {self.retries + 1} times in all (idempotent requests are retried)"
+        return text
+
+    def save(self, path: str, *, chunk_size: int = 1 << 16) -> int:
+        """Write the body to ``path`` in chunks, never holding all of it; returns its size.
+
+        Meant for a response sent with ``stream=True`` (``%%api --save FILE``). The body
+        goes to ``FILE.part`` first and is renamed when complete, so a broken download
+        leaves no half file under the name asked for.
+        """
+        import os
+
+        from .errors import Interrupted, RequestFailed, SessionMagicsError
+
+        target = os.path.abspath(os.path.expanduser(path))
+        part = target + ".part"
+        written = 0
+        try:
+            with open(part, "wb") as out:
+                for chunk in self.response.iter_content(chunk_size):
+                    out.write(chunk)
+                    written += len(chunk)
+            os.replace(part, target)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.remove(part)
+            if isinstance(exc, OSError) and not _is_network_error(exc):
+                raise SessionMagicsError(f"--save {path}: {exc.strerror or exc}") from None
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(f"saving to {path}: interrupted after {_size(written)}") from None
+            if isinstance(exc, Exception):
+                raise RequestFailed(
+                    f"{self.method} {self.url}: the download broke off after {_size(written)} "
+                    f"({type(exc).__name__}); nothing was saved to {path}"
+                ) from None
+            raise
+        finally:
+            self.response.close()
+        self.saved_to, self.saved_bytes = target, written
+        return written
+
     def _preview_text(self) -> str:
+        if self.saved_to is not None:
+            return f"The body ({_size(self.saved_bytes)}) was saved to {self.saved_to}."
         data = self.data
         if isinstance(data, bytes):
             return f"<{_size(len(data))} of binary data: use .content, or --save FILE>"
         if isinstance(data, str):
             text = data
+            if self.json_error is not None:
+                note = f"The body is not valid JSON, although its content type says so ({self.json_error})"
+                text = f"{note}:\n{text}"
         else:
             text = json.dumps(data, indent=2, ensure_ascii=False)
         if len(text) > MAX_TEXT_CHARS:
@@ -220,6 +322,7 @@ class ApiResult:
         """Whether the display is a JSON tree (which cannot carry the summary line itself)."""
         return (
             self.ok
+            and self.saved_to is None
             and self.is_json
             and len(self.content) <= MAX_JSON_BYTES
             and not isinstance(self.data, str)
@@ -230,9 +333,7 @@ class ApiResult:
         self, include: Any = None, exclude: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         summary = self.summary()
-        problem = (
-            "" if self.ok else f"\nHTTP {self.status_code} {self.reason}: the server refused the request."
-        )
+        problem = "" if self.ok else f"\nHTTP {self.status_code} {self.reason}: {self.problem()}."
         text = f"{summary}{problem}\n{self._preview_text()}"
         bundle: dict[str, Any] = {"text/plain": text}
         if self.json_tree:
@@ -242,7 +343,7 @@ class ApiResult:
         head = f'<div style="font-family:monospace;color:{color}">{html.escape(summary)}</div>'
         if not self.ok:
             status = html.escape(f"HTTP {self.status_code} {self.reason}")
-            head += f'<div style="color:{color}"><b>{status}</b>: the server refused the request.</div>'
+            head += f'<div style="color:{color}"><b>{status}</b>: {html.escape(self.problem())}.</div>'
         table = self._table_html() if self.ok else None
         body = table if table is not None else f"<pre>{html.escape(self._preview_text())}</pre>"
         bundle["text/html"] = head + body

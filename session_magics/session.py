@@ -27,14 +27,16 @@ decision; :meth:`ApiSession.request` is the synchronous driver.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from .errors import LoginError, RequestFailed, SessionExpired
-from .profile import Profile, origin_of
+from .errors import Interrupted, LoginError, RequestFailed, SessionExpired, SessionMagicsError
+from .profile import Profile, origin_of, url_problem
 from .store import KeyringStore, MemoryStore, TokenStore
 from .tokens import Token, parse_token_response
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .result import ApiResult
 
 DEFAULT_TIMEOUT = 30.0
+RETRY_AFTER_MAX = 10.0  # a longer Retry-After is not waited for: the answer is shown at once
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 USER_AGENT = "session-magics/0.1"
 
@@ -66,10 +69,63 @@ LoginDriver = Callable[[NeedLogin], None]
 
 
 def redact_message(text: str, *secrets: str | None) -> str:
+    """``text`` with every secret (also URL- or JSON-escaped, as servers echo them) hidden."""
+    from urllib.parse import quote, quote_plus
+
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "●●●●")
+            for form in {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}:
+                text = text.replace(form, "●●●●")
     return text
+
+
+@contextmanager
+def _shield(what: str, error: type[SessionMagicsError], *secrets: str | None) -> Iterator[None]:
+    """Let only our own errors out of code that holds a secret.
+
+    Any other exception becomes ``error`` with a redacted one-line message, and Ctrl+C
+    becomes :class:`~session_magics.errors.Interrupted`: both are shown by IPython as a
+    line, never as a traceback, whose ``Verbose`` mode would print the local variables
+    (passwords, payloads, headers) of every frame in it.
+    """
+    try:
+        yield
+    except SessionMagicsError as exc:
+        text = redact_message(str(exc), *secrets)
+        if text != str(exc):
+            raise type(exc)(text) from None
+        raise
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(f"{what}: interrupted") from None
+    except Exception as exc:
+        raise error(redact_message(f"{what} failed: {type(exc).__name__}: {exc}", *secrets)) from None
+
+
+def _make_retry(**kwargs: Any) -> Any:
+    """urllib3's Retry, except that a Retry-After longer than RETRY_AFTER_MAX ends the retries
+    (an hour's wait would block the kernel): the answer is returned as it is."""
+    from urllib3.exceptions import MaxRetryError, ResponseError
+    from urllib3.util.retry import Retry
+
+    class _Retry(Retry):
+        def increment(
+            self,
+            method: str | None = None,
+            url: str | None = None,
+            response: Any = None,
+            error: Exception | None = None,
+            _pool: Any = None,
+            _stacktrace: Any = None,
+        ) -> Self:
+            if response is not None:
+                wait = self.get_retry_after(response)
+                if wait is not None and wait > RETRY_AFTER_MAX:
+                    raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {wait:g} s"))
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return _Retry(**kwargs)
 
 
 def _build_http(profile: Profile) -> requests.Session:
@@ -84,7 +140,6 @@ def _build_http(profile: Profile) -> requests.Session:
     """
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
 
     header = profile.header
 
@@ -116,11 +171,7 @@ def _build_http(profile: Profile) -> requests.Session:
         raise_on_status=False,
         raise_on_redirect=False,
     )
-    import inspect
-
-    if "retry_after_max" in inspect.signature(Retry.__init__).parameters:
-        retry_kwargs["retry_after_max"] = 10
-    adapter = HTTPAdapter(max_retries=Retry(**retry_kwargs))
+    adapter = HTTPAdapter(max_retries=_make_retry(**retry_kwargs))
     http.mount("http://", adapter)
     http.mount("https://", adapter)
     return http
@@ -131,6 +182,39 @@ class _NoAuth:
 
     def __call__(self, request: Any) -> Any:
         return request
+
+
+class _TokenAuth:
+    """Adds the token header to a *prepared* request, and only if that request's URL — as
+    requests will send it — belongs to the profile's origin. (Also keeps .netrc out.)"""
+
+    def __init__(self, profile: Profile, name: str, value: str) -> None:
+        self.profile = profile
+        self.name = name
+        self.value = value
+
+    def __call__(self, request: Any) -> Any:
+        if self.profile.owns(request.url or ""):
+            request.headers[self.name] = self.value
+        return request
+
+    def __repr__(self) -> str:
+        return f"<token for {self.profile.origin_text}>"
+
+
+def _carried(resp: requests.Response, name: str, value: str) -> bool:
+    """Whether the request that got ``resp`` (the last hop of redirects) carried our token."""
+    req = resp.request
+    return req is not None and req.headers.get(name) == value
+
+
+def _scrub(resp: requests.Response, name: str, value: str) -> None:
+    """Hide the token in the requests kept by ``resp`` (``result.response.request.headers``)."""
+    scheme = value.split(" ", 1)[0] + " " if " " in value else ""
+    for hop in (*resp.history, resp):
+        req = hop.request
+        if req is not None and req.headers.get(name) == value:
+            req.headers[name] = f"{scheme}●●●●●●"
 
 
 class ApiSession:
@@ -182,6 +266,30 @@ class ApiSession:
         json_body: Any = None,
         timeout: float | None = None,
         stream: bool = False,
+        auth: Any = None,
+        secrets: tuple[str | None, ...] = (),
+    ) -> requests.Response:
+        """Send one request (redirects followed); every failure is a one-line RequestFailed.
+
+        ``secrets`` are hidden in every message. Nothing but RequestFailed and
+        Interrupted leaves: the frames below hold the headers.
+        """
+        problem = url_problem(url)
+        if problem:
+            raise RequestFailed(f"{method} {_safe_url(url)}: not sent: {problem}")
+        with _shield(f"{method} {_safe_url(url)}", RequestFailed, *secrets):
+            return self._send_checked(method, url, headers, data, json_body, timeout, stream, auth)
+
+    def _send_checked(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        data: Any,
+        json_body: Any,
+        timeout: float | None,
+        stream: bool,
+        auth: Any,
     ) -> requests.Response:
         import requests
 
@@ -193,7 +301,7 @@ class ApiSession:
                 data=data,
                 json=json_body,
                 timeout=timeout or self.timeout,
-                auth=_NoAuth(),
+                auth=auth or _NoAuth(),
                 allow_redirects=True,
                 stream=stream,
             )
@@ -235,8 +343,6 @@ class ApiSession:
 
     def _remember(self, token: Token) -> Token:
         """Keep a new token in memory and in the store; a store failure loses nothing."""
-        from .errors import KeyringError
-
         with self._lock:
             self._token = token
             self._loaded = True
@@ -245,10 +351,11 @@ class ApiSession:
         try:
             self.store.save(self.profile, token)
             self.storage_warning = None
-        except KeyringError as exc:
+        except Exception as exc:  # the token is in memory: warn, do not fail the login
+            reason = redact_message(str(exc), token.access_token, token.refresh_token)
             self.storage_warning = (
                 f"logged in, but the token could not be saved in the keyring, so it is kept in "
-                f"memory for this kernel only: {exc}"
+                f"memory for this kernel only: {reason}"
             )
         return token
 
@@ -259,22 +366,60 @@ class ApiSession:
             self._loaded = True
         self.store.delete(self.profile)
 
+    def take_over(self, old: ApiSession) -> None:
+        """Keep the token of the session this one replaces (same origin and user).
+
+        The token may exist in memory only (the keyring could not be written): a new
+        session for the same API must not lose it.
+        """
+        with old._lock:
+            token = old._token if old._loaded else None
+        if token is None or old.profile.origin != self.profile.origin:
+            return
+        if self.profile.user not in (None, token.user, old.profile.user):
+            return
+        with self._lock:
+            self._token, self._loaded = token, True
+            self.profile.user = self.profile.user or token.user or old.profile.user
+
+    def _drop(self, rejected: Token) -> None:
+        """Forget a token the server rejected and that could not be renewed.
+
+        Only that token: if another thread or kernel renewed meanwhile, the newer one
+        stays. A store that cannot be written now does not stop the new login.
+        """
+        from .errors import KeyringError
+
+        with self._lock:
+            if self._token is not None and self._token.access_token != rejected.access_token:
+                return
+            self._token = None
+            self._loaded = True
+            try:
+                stored = self.store.load(self.profile, fresh=True)
+                if stored is None or stored.obtained_at <= rejected.obtained_at:
+                    self.store.delete(self.profile)
+            except KeyringError:
+                pass
+
     def _post_credentials(self, url: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
+        accept = {"Accept": "application/json"}
         if self.profile.body == "json":
-            resp = self._send("POST", url, json_body=payload, headers={"Accept": "application/json"})
+            resp = self._send("POST", url, json_body=payload, headers=accept, secrets=secrets)
         else:
-            resp = self._send("POST", url, data=payload, headers={"Accept": "application/json"})
+            resp = self._send("POST", url, data=payload, headers=accept, secrets=secrets)
         ctype = resp.headers.get("Content-Type", "")
         try:
             data = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep JSON
             data = None
         if resp.status_code >= 400:
             raise LoginError(redact_message(_server_error(resp, data), *secrets))
         if data is None:
+            what = "a body that is not valid JSON" if "json" in ctype.lower() else ctype or "no content type"
             raise LoginError(
-                f"{_safe_url(url)} answered {resp.status_code} with {ctype or 'no content type'}, "
-                "not JSON: is the login endpoint right (--login)?"
+                f"{_safe_url(url)} answered {resp.status_code} with {what}, not a token in JSON: "
+                "is the login endpoint right (--login)?"
             )
         return data
 
@@ -284,34 +429,38 @@ class ApiSession:
             raise LoginError("a user name is needed")
         if not password:
             raise LoginError("the password is empty")
-        url = self.profile.url(self.profile.login)
-        if self.profile.body == "json":
-            payload = {"username": user, "password": password}
-        else:
-            payload = {"grant_type": "password", "username": user, "password": password}
-        data = self._post_credentials(url, payload, (password,))
-        token = parse_token_response(data, fields=self.profile.fields, user=user)
-        self.profile.user = user
-        return self._remember(token)
+        with _shield(f"logging in at {self.profile.origin_text}", LoginError, password):
+            url = self.profile.url(self.profile.login)
+            if self.profile.body == "json":
+                payload = {"username": user, "password": password}
+            else:
+                payload = {"grant_type": "password", "username": user, "password": password}
+            data = self._post_credentials(url, payload, (password,))
+            token = parse_token_response(data, fields=self.profile.fields, user=user)
+            self.profile.user = user
+            return self._remember(token)
 
     def use_token(self, secret: str, user: str | None = None) -> Token:
         """Keep a pasted API token or personal access token (``--token``)."""
         secret = secret.strip()
         if not secret:
             raise LoginError("the token is empty")
-        if any(ch.isspace() for ch in secret):
-            raise LoginError("a token has no spaces (paste the token only, without its scheme)")
-        user = user or self.profile.user or "token"
-        self.profile.user = user
-        from .tokens import jwt_expiry
+        if any(ch.isspace() or not ch.isprintable() for ch in secret):
+            raise LoginError(
+                "a token has no spaces or control characters (paste the token only, without its scheme)"
+            )
+        with _shield("keeping the token", LoginError, secret):
+            user = user or self.profile.user or "token"
+            self.profile.user = user
+            from .tokens import jwt_expiry
 
-        token = Token(
-            access_token=secret,
-            token_type=self.profile.scheme or "Bearer",
-            expires_at=jwt_expiry(secret),
-            user=user,
-        )
-        return self._remember(token)
+            token = Token(
+                access_token=secret,
+                token_type=self.profile.scheme or "Bearer",
+                expires_at=jwt_expiry(secret),
+                user=user,
+            )
+            return self._remember(token)
 
     def refresh(self, stale: Token | None = None) -> Token | None:
         """Renew the token with its refresh token; None when that is impossible.
@@ -332,28 +481,52 @@ class ApiSession:
             payload = {field: current.refresh_token}
             if self.profile.body != "json" or field == "refresh_token":
                 payload = {"grant_type": "refresh_token", **payload}
+            secrets = (current.refresh_token, current.access_token)
             try:
-                data = self._post_credentials(url, payload, (current.refresh_token,))
-                token = parse_token_response(
-                    data, fields=self.profile.fields, user=current.user, previous=current
-                )
+                with _shield("refreshing the token", LoginError, *secrets):
+                    data = self._post_credentials(url, payload, secrets)
+                    token = parse_token_response(
+                        data, fields=self.profile.fields, user=current.user, previous=current
+                    )
             except LoginError:
                 # Maybe another process rotated the refresh token: take what it stored.
-                stored = self.store.load(self.profile, fresh=True)
-                if stored and stored.access_token != current.access_token:
+                stored = self._stored_newer_than(current)
+                if stored is not None:
                     self._token = stored
                     return stored
                 return None
             return self._remember(token)
 
+    def _stored_newer_than(self, current: Token | None) -> Token | None:
+        """The stored token if it is newer than ``current`` (another kernel renewed), else None.
+
+        A store that cannot be read now (locked, hanging) counts as holding nothing new.
+        """
+        from .errors import KeyringError
+
+        try:
+            stored = self.store.load(self.profile, fresh=True)
+        except KeyringError:
+            return None
+        if stored is None or (current is not None and stored.access_token == current.access_token):
+            return None
+        if current is not None and stored.obtained_at <= current.obtained_at:
+            return None  # older: e.g. saving the newer one failed; never go back to it
+        return stored
+
     def reload(self) -> Token | None:
-        """Re-read the store (another kernel may have logged in or refreshed)."""
-        stored = self.store.load(self.profile, fresh=True)
+        """Re-read the store (another kernel may have logged in or refreshed) and return the
+        token to use: the stored one if it is newer than the one in memory."""
         with self._lock:
-            if stored is not None:
+            current = self._token if self._loaded else None
+        stored = self._stored_newer_than(current)
+        with self._lock:
+            if stored is not None and (
+                self._token is None or stored.obtained_at > self._token.obtained_at
+            ):
                 self._token = stored
             self._loaded = True
-            return stored
+            return self._token
 
     def logout(self) -> list[str]:
         """Revoke (when the profile has a revoke endpoint), then forget. Returns notes."""
@@ -416,19 +589,42 @@ class ApiSession:
             hdrs[key] = value
         has_own = any(k.lower() == self.profile.header.lower() for k in hdrs)
         authenticate = auth and not has_own and self.profile.owns(full_url)
+        carried = False  # whether the last answer came to a request that carried the token
 
         def send(token: Token | None) -> requests.Response:
-            final = dict(hdrs)
+            nonlocal carried
+            # The token is added by an auth hook on the prepared request: the URL checked
+            # is the one requests sends, not the one written in the cell.
+            auth_hook = None
+            secrets: tuple[str, ...] = ()
             if authenticate and token is not None:
                 name, value = self.auth_header(token)
-                final[name] = value
+                auth_hook = _TokenAuth(self.profile, name, value)
+                secrets = (token.access_token,)
             started = time.perf_counter()
-            resp = self._send(method, full_url, headers=final, data=body, timeout=timeout, stream=stream)
+            resp = self._send(
+                method,
+                full_url,
+                headers=hdrs,
+                data=body,
+                timeout=timeout,
+                stream=stream,
+                auth=auth_hook,
+                secrets=secrets,
+            )
             resp.elapsed_total = time.perf_counter() - started  # type: ignore[attr-defined]
+            carried = auth_hook is not None and _carried(resp, auth_hook.name, auth_hook.value)
+            if auth_hook is not None:
+                _scrub(resp, auth_hook.name, auth_hook.value)
             return resp
 
+        def result(resp: requests.Response) -> ApiResult:
+            answer = ApiResult(resp, method=method)
+            answer.extra_redacted = (self.profile.header,)
+            return answer
+
         if not authenticate:
-            return ApiResult(send(None), method=method)
+            return result(send(None))
 
         token = self._usable_token()
         reread = refreshed = logged_in = False
@@ -442,12 +638,14 @@ class ApiSession:
                 if token is None:
                     raise SessionExpired(f"Not logged in at {self.profile.origin_text}: run %login again")
             resp = send(token)
-            if resp.status_code not in self.profile.expired_statuses:
-                return ApiResult(resp, method=method)
+            if resp.status_code not in self.profile.expired_statuses or not carried:
+                # Not about our token: a 401 from another origin reached by a redirect (the
+                # token was dropped on the way) is that server's answer, and costs nothing.
+                return result(resp)
             resp.close()
             if logged_in:
                 # A fresh login is rejected too: the token lacks rights here. Show the answer.
-                return ApiResult(resp, method=method)
+                return result(resp)
             if not reread:
                 reread = True
                 stored = self.reload()
@@ -460,7 +658,7 @@ class ApiSession:
                 if renewed is not None and renewed.access_token != token.access_token:
                     token = renewed
                     continue
-            self.forget()
+            self._drop(token)
             token = None
 
     def request(
@@ -500,18 +698,19 @@ def drive(flow: Generator[NeedLogin, None, Any], on_login: LoginDriver) -> Any:
 
 
 def _safe_url(url: str) -> str:
-    """A URL for messages: user info removed, query kept (our own URLs carry no secrets)."""
+    """A URL for messages: user info hidden, control characters escaped (one line), query
+    kept (our own URLs carry no secrets)."""
     from urllib.parse import urlsplit, urlunsplit
 
+    url = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in url)
+    if len(url) > 300:
+        url = url[:300] + "…"
     try:
         parts = urlsplit(url)
     except ValueError:
-        return "<invalid URL>"
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        parts = parts._replace(netloc=netloc)
+        return url
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
     return urlunsplit(parts)
 
 

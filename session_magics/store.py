@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from .errors import KeyringError
+from .errors import Interrupted, KeyringError
 from .profile import Profile
 from .tokens import Token
 
@@ -86,7 +86,12 @@ def _call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
             done.set()
 
     threading.Thread(target=run, name="session-magics-keyring", daemon=True).start()
-    if not done.wait(timeout):
+    try:
+        answered = done.wait(timeout)
+    except KeyboardInterrupt:
+        # The caller's frames hold the value being saved: leave as one line (Interrupted).
+        raise Interrupted(f"interrupted while waiting for the OS keyring to {what}") from None
+    if not answered:
         raise KeyringError(
             f"the OS keyring did not answer within {timeout:g} s while trying to {what}. "
             "It may be locked and waiting for a password prompt that cannot be shown here. "
@@ -204,7 +209,7 @@ class KeyringStore:
         if self._cache.get((service, user), _MISSING) == value:
             return  # unchanged: do not rewrite (macOS re-prompts after every write)
         backend = self.backend
-        self._guard(lambda: backend.set_password(service, user, value), "save a token")
+        self._guard(lambda: backend.set_password(service, user, value), "save a token", secret=value)
         self.writes += 1
         with self._lock:
             self._cache[(service, user)] = value
@@ -222,7 +227,18 @@ class KeyringStore:
         with self._lock:
             self._cache[(service, user)] = None
 
-    def _guard(self, fn: Callable[[], T], what: str) -> T:
+    def _guard(self, fn: Callable[[], T], what: str, *, secret: str | None = None) -> T:
+        """Run a keyring call; any failure becomes a KeyringError whose message never
+        holds ``secret`` (the value being written: some backends quote it)."""
+        try:
+            return self._guard_call(fn, what)
+        except KeyringError as exc:
+            text = str(exc)
+            if secret and secret in text:
+                raise KeyringError(text.replace(secret, "●●●●")) from None
+            raise
+
+    def _guard_call(self, fn: Callable[[], T], what: str) -> T:
         import keyring.errors
 
         try:
@@ -262,7 +278,7 @@ class KeyringStore:
                 ]
                 value = "".join(parts)
             token = Token.from_json(value)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             raise KeyringError(
                 f"the keyring entry for {user} at {profile.origin_text} is damaged; "
                 "run %logout and %login again"

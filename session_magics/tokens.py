@@ -155,6 +155,11 @@ def _first(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None,
     return None, None
 
 
+def _is_token_text(value: str) -> bool:
+    """Whether ``value`` can travel in a header: printable, without spaces or line breaks."""
+    return bool(value) and all(ch.isprintable() and not ch.isspace() for ch in value)
+
+
 def parse_token_response(
     data: Any,
     *,
@@ -198,6 +203,13 @@ def parse_token_response(
         refresh_name, refresh = _first(data, REFRESH_FIELDS)
     if refresh is None and previous is not None:
         refresh, refresh_name = previous.refresh_token, previous.refresh_field
+    # A token with a line break would become a header of its own (and requests would
+    # quote it in an error message): refuse it, without showing it.
+    if not _is_token_text(access) or (refresh is not None and not _is_token_text(refresh)):
+        raise LoginError(
+            "the token endpoint answered a token with spaces, line breaks or control characters; "
+            "refused (it cannot be sent in a header safely)"
+        )
 
     now = time.time() if now is None else now
     expires_at: float | None = None

@@ -139,6 +139,7 @@ class DemoState:
         self._api_keys: dict[str, str] = {}  # key -> username
         self._api_key_of: dict[str, str] = {}  # username -> key
         self._stats = _Stats()
+        self._issued: list[str] = []  # every token and key handed out, for leak tests
 
     # -- clock and statistics -------------------------------------------------
 
@@ -200,7 +201,10 @@ class DemoState:
             "sid": family,
             "token_type": token_type,
         }
-        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), exp
+        token = jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
+        with self._lock:
+            self._issued.append(token)
+        return token, exp
 
     def issue_access(self, username: str, family: str) -> tuple[str, int]:
         """A signed access JWT and its ``exp`` (whole seconds, rounded up)."""
@@ -211,6 +215,7 @@ class DemoState:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._refresh[token] = _RefreshRecord(username, family, self.now() + self.config.refresh_ttl)
+            self._issued.append(token)
         return token
 
     def issue_jwt_refresh(self, username: str, family: str) -> str:
@@ -225,7 +230,14 @@ class DemoState:
                 key = secrets.token_urlsafe(32)
                 self._api_key_of[username] = key
                 self._api_keys[key] = username
+                self._issued.append(key)
             return key
+
+    def issued_secrets(self) -> list[str]:
+        """Every access token, refresh token and API key issued so far (for tests that
+        search artefacts for leaked secrets)."""
+        with self._lock:
+            return list(self._issued)
 
     # -- checking -------------------------------------------------------------
 

@@ -1,0 +1,246 @@
+"""Helpers of the security tests: what IPython shows, odd servers, a TLS server.
+
+Everything listens on 127.0.0.1. The servers here are real HTTP servers (uvicorn
+in a thread); they misbehave on purpose, the way real login endpoints sometimes do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from session_magics.demo import DemoConfig, DemoState, ThreadedServer, bind_socket, create_app
+from session_magics.demo.server import uvicorn_config
+from tests.ipython_helpers import CellRun, Shell
+
+PASSWORD_ENV = "SM_SECURITY_PASSWORD"
+DEMO_PASSWORD = "c4nary-Pa55word-7183"
+TOKEN_ENV = "SM_SECURITY_TOKEN"
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def shown(run: CellRun) -> str:
+    """What a person would read under the cell: stdout and stderr (errors included), no colours."""
+    return _ANSI.sub("", run.stdout + run.stderr)
+
+
+def error_lines(run: CellRun) -> list[str]:
+    """The lines IPython showed for the cell's error (its rendered traceback)."""
+    assert run.error is not None, shown(run)
+    name = type(run.error).__name__
+    return [line for line in shown(run).splitlines() if line.startswith(f"{name}:")]
+
+
+def assert_short_error(run: CellRun, cls: type[BaseException], *words: str) -> str:
+    """The cell failed with ``cls``, shown as one line naming the class: no traceback."""
+    assert isinstance(run.error, cls), f"{run.error!r}\n{shown(run)}"
+    text = shown(run)
+    lines = error_lines(run)
+    assert len(lines) == 1, text
+    assert "Traceback" not in text and "-----" not in text, text
+    line = lines[0]
+    assert len(line) < 500, line
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def login(shell: Shell, api: Any, extra: str = "") -> CellRun:
+    """``%login`` at ``api`` as the demo user, the password from $PASSWORD_ENV; must succeed."""
+    run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV} {extra}")
+    assert run.error is None, run.all_text
+    return run
+
+
+def session_of(shell: Shell, url: str) -> Any:
+    return shell.magics.sessions[url]
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def interrupt_after(seconds: float) -> Iterator[None]:
+    """Send SIGINT to the main thread after ``seconds``, as the notebook's stop button does."""
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(seconds, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+def issued_secrets(state: DemoState) -> list[str]:
+    """Every access token, refresh token and API key the demo API has issued."""
+    return state.issued_secrets()
+
+
+def secret_needles(secret: str) -> list[str]:
+    """Strings whose presence in an artefact means ``secret`` leaked, in full or in part.
+
+    The secret itself, and for long ones distinctive slices (a JWT's signature, the
+    middle of an opaque token): a truncated token in a message is a leak too.
+    """
+    needles = [secret]
+    if secret.count(".") == 2:  # a JWT: its signature is the unguessable part
+        needles.append(secret.rsplit(".", 1)[1])
+    if len(secret) >= 24:
+        needles += [secret[:16], secret[-16:], secret[len(secret) // 2 - 8 : len(secret) // 2 + 8]]
+    return needles
+
+
+# -------------------------------------------------------------- odd auth server
+class OddAuthServer(ThreadedServer):
+    """Login endpoints that answer the unexpected, and one protected resource.
+
+    POST /html          200 text/html (an SSO login page instead of a token)
+    POST /no-token      200 {"status": "ok"}
+    POST /echo-error    400 whose error text repeats the submitted password
+    POST /deep-json     200 application/json nested 100 000 levels deep
+    POST /crlf-token    200 with an access token holding CR LF
+    POST /big-token     200 with a 6000-character access token (refreshable)
+    GET  /me            200 if the big token (Bearer) is sent, else 401
+    """
+
+    def __init__(self) -> None:
+        self.big_token = "big-" + secrets.token_urlsafe(4500)
+        self.big_refresh = "ref-" + secrets.token_urlsafe(32)
+        self.seen: list[dict[str, str]] = []
+        app = Starlette(
+            routes=[
+                Route("/html", self._html, methods=["POST"]),
+                Route("/no-token", self._no_token, methods=["POST"]),
+                Route("/echo-error", self._echo_error, methods=["POST"]),
+                Route("/deep-json", self._deep_json, methods=["POST"]),
+                Route("/crlf-token", self._crlf_token, methods=["POST"]),
+                Route("/big-token", self._big_token, methods=["POST"]),
+                Route("/me", self._me, methods=["GET"]),
+            ]
+        )
+        super().__init__(app, name="odd auth server")
+
+    async def _html(self, request: Request) -> Response:
+        page = b"<!DOCTYPE html><html><body><form>Sign in with your company account</form></body></html>"
+        return Response(page, media_type="text/html")
+
+    async def _no_token(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _echo_error(self, request: Request) -> Response:
+        form = dict(urllib.parse.parse_qsl((await request.body()).decode()))
+        return JSONResponse(
+            {
+                "error": "invalid_grant",
+                "error_description": f"password {form.get('password')!s} is wrong for {form.get('username')}",
+            },
+            status_code=400,
+        )
+
+    async def _deep_json(self, request: Request) -> Response:
+        depth = 100_000
+        return Response(b"[" * depth + b"]" * depth, media_type="application/json")
+
+    async def _crlf_token(self, request: Request) -> Response:
+        return JSONResponse({"access_token": "abcd1234\r\nX-Injected: yes", "token_type": "Bearer"})
+
+    async def _big_token(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "access_token": self.big_token,
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": self.big_refresh,
+            }
+        )
+
+    async def _me(self, request: Request) -> Response:
+        self.seen.append(dict(request.headers))
+        if request.headers.get("authorization") == f"Bearer {self.big_token}":
+            return JSONResponse({"username": "big"})
+        return JSONResponse({"error": "invalid_token"}, status_code=401)
+
+    def start(self, timeout: float = 10.0) -> OddAuthServer:
+        super().start(timeout)
+        return self
+
+    def __enter__(self) -> OddAuthServer:
+        return self.start()
+
+
+# ------------------------------------------------------------------- TLS server
+class TLSDemoServer(ThreadedServer):
+    """The demo API over HTTPS on 127.0.0.1, with a certificate from a throwaway CA.
+
+    ``ca_path`` is the CA's PEM file: point requests at it with REQUESTS_CA_BUNDLE.
+    """
+
+    def __init__(self, ca: Any, workdir: str, **overrides: Any) -> None:
+        config = DemoConfig(log_level="warning", **overrides)
+        self.config = config
+        app = create_app(config)
+        self.state: DemoState = app.state.demo
+        super().__init__(app, name="TLS demo API")
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.cert_path = os.path.join(workdir, "server.pem")
+        self.key_path = os.path.join(workdir, "server.key")
+        self.ca_path = os.path.join(workdir, "ca.pem")
+        cert.cert_chain_pems[0].write_to_path(self.cert_path)
+        for extra in cert.cert_chain_pems[1:]:
+            with open(self.cert_path, "ab") as fh:
+                fh.write(extra.bytes())
+        cert.private_key_pem.write_to_path(self.key_path)
+        ca.cert_pem.write_to_path(self.ca_path)
+
+    def start(self, timeout: float = 10.0) -> TLSDemoServer:
+        sock = bind_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        config = uvicorn_config(self.app, log_level="warning")
+        config.ssl_certfile = self.cert_path
+        config.ssl_keyfile = self.key_path
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=self._run, args=(server, sock), name="tls demo", daemon=True)
+        self._server, self._thread, self._error = server, thread, None
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                sock.close()
+                raise RuntimeError("the TLS demo API did not start") from self._error
+            time.sleep(0.002)
+        self._url = f"https://127.0.0.1:{port}"
+        return self
+
+    def __enter__(self) -> TLSDemoServer:
+        return self.start()
+
+
+def json_dump(obj: Any) -> str:
+    return json.dumps(obj, default=repr, ensure_ascii=False)
