@@ -59,7 +59,12 @@ class LoginForm:
         self.message = w.HTML("")
         self.login_button.on_click(self._on_login)
         self.cancel_button.on_click(self._on_cancel)
-        self.secret.continuous_update = True
+        # The browser sends the value when the field is left (Tab, Enter or the click
+        # on "Log in"). It is taken out of the widget at once, so saved widget state
+        # (JupyterLab's saveState) never holds it, not even while the form waits.
+        self._typed = ""
+        self.secret.continuous_update = False
+        self.secret.observe(self._take_secret, names="value")
         self.widget = w.VBox(
             [
                 self.title,
@@ -80,12 +85,17 @@ class LoginForm:
         color = "#c62828" if error else "#2e7d32"
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
+    def _take_secret(self, change: Any) -> None:
+        if change["new"]:
+            self._typed = change["new"]
+            self.secret.value = ""
+
     def _on_login(self, _button: Any = None) -> None:
         if self.state.finished or not self.state.lock.acquire(blocking=False):
             return
         try:
-            secret = self.secret.value
-            self.secret.value = ""  # never leave the secret in the widget (saved widget state)
+            secret, self._typed = self._typed or self.secret.value, ""
+            self.secret.value = ""
             user = self.user.value.strip()
             self.state.attempts += 1
             if not secret:
@@ -113,6 +123,7 @@ class LoginForm:
         if self.state.finished:
             return
         self.state.cancelled = True
+        self._typed = ""
         self.secret.value = ""
         self._finish("Login cancelled.", error=True)
 
@@ -127,6 +138,7 @@ class LoginForm:
             )
 
     def close(self) -> None:
+        self._typed = ""
         self.secret.value = ""
 
 
