@@ -292,11 +292,15 @@ class ApiResult:
             if self.json_error is not None:
                 note = f"The body is not valid JSON, although its content type says so ({self.json_error})"
                 text = f"{note}:\n{text}"
-        else:
-            text = json.dumps(data, indent=2, ensure_ascii=False)
-        if len(text) > MAX_TEXT_CHARS:
-            cut = len(text) - MAX_TEXT_CHARS
-            text = text[:MAX_TEXT_CHARS] + f"\n… ({cut:,} more characters: use .data, .text or .df)"
+            if len(text) > MAX_TEXT_CHARS:
+                cut = len(text) - MAX_TEXT_CHARS
+                text = text[:MAX_TEXT_CHARS] + f"\n… ({cut:,} more characters: use .data, .text or .df)"
+            return text
+        from .render import json_preview
+
+        text, cut_short = json_preview(data, MAX_TEXT_CHARS)  # encodes no more than it shows
+        if cut_short:
+            text += f"\n… (cut at {MAX_TEXT_CHARS:,} characters: use .data, .text or .df)"
         return text
 
     def _table_html(self) -> str | None:
@@ -304,11 +308,9 @@ class ApiResult:
         if not records:
             return None
         shown = records[:MAX_TABLE_ROWS]
-        try:
-            import pandas as pd
-        except ImportError:
-            return None
-        table = pd.json_normalize(shown).to_html(max_cols=30, border=0, na_rep="")
+        from .render import html_table
+
+        table = html_table(shown, max_cols=30)  # no pandas import just to show 20 rows
         more = len(records) - len(shown)
         note = (
             f"<div><em>{len(records):,} records, first {len(shown)} shown; all in .df</em></div>"
