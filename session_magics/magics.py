@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Float, List, Unicode, observe
+from traitlets import Bool, Float, Int, List, Unicode, observe
 
 from .errors import Interrupted, ProfileError, SessionMagicsError
 
@@ -64,6 +64,10 @@ class SessionMagics(Magics):
     login_path = Unicode("auth/token", help="Default token endpoint, relative to the base URL.").tag(
         config=True
     )
+    max_pages = Int(100, help="Most pages %%api --all fetches (--max-pages overrides it).").tag(config=True)
+    cursor_param = Unicode(
+        "cursor", help="Query parameter that sends a pagination cursor back (--cursor-param overrides it)."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -417,7 +421,7 @@ class SessionMagics(Magics):
         from .profile import origin_of
         from .request import parse_request
 
-        args = parse_argstring(self.api, line)
+        args = _parse_remembered(self.api, line)
         if cell is None:
             text = " ".join(args.request)
             if not text.strip():
@@ -450,10 +454,27 @@ class SessionMagics(Magics):
             kwargs["stream"] = True  # the body is read in chunks by ApiResult.save, never whole
         return args, session, kwargs
 
-    def _plain_request(self, kwargs: dict[str, Any]) -> ApiResult:
+    def _api_flow(self, args: Any, session: ApiSession, kwargs: dict[str, Any]) -> Generator[Any, None, Any]:
+        """The renewal flow of the request, or with --all of every page (see pagination.py)."""
+        if not getattr(args, "all", False):
+            return session.request_flow(**kwargs)
+        from .explore import unquote
+        from .pagination import paginate
+
+        return paginate(
+            session,
+            max_pages=args.max_pages if args.max_pages is not None else self.max_pages,
+            cursor_param=unquote(args.cursor_param) or self.cursor_param,
+            next_expr=unquote(args.next_expr),
+            progress=not args.quiet,
+            frame=bool(args.df and args.extract is None),  # only a DataFrame is wanted
+            **kwargs,
+        )
+
+    def _plain_request(self, kwargs: dict[str, Any], args: Any = None) -> ApiResult:
         """A request with no profile at all (an absolute URL before any %login)."""
         from .profile import Profile, format_origin, origin_of
-        from .session import ApiSession
+        from .session import ApiSession, drive
 
         where = origin_of(kwargs["url"])
         origin = format_origin(where) if where else kwargs["url"]
@@ -461,13 +482,17 @@ class SessionMagics(Magics):
             Profile(name="", base_url=origin, allow_http=True), self.store(False), timeout=self.timeout
         )
         try:
-            return session.request(**{**kwargs, "auth": False})
+            return drive(self._api_flow(args, session, {**kwargs, "auth": False}), session._no_login)
         finally:
             session.close()
 
     def _api_finish(self, args: Any, result: ApiResult) -> ApiResult | None:
         if args.save:
             self._save(args.save, result)
+        if args.all or args.df or args.extract is not None:
+            from .explore import finish
+
+            return finish(self, args, result)  # the value: all pages, a DataFrame, an extract
         if args.output:
             self._shell.user_ns[args.output] = result
         if args.verbose:
@@ -492,7 +517,12 @@ class SessionMagics(Magics):
 
     @magic_arguments()
     @argument("request", nargs="*", help="Line form only: the request, e.g. GET /users")
-    @argument("-o", "--output", metavar="NAME", help="Also assign the result to this variable.")
+    @argument(
+        "-o",
+        "--output",
+        metavar="NAME",
+        help="Also assign the cell's value (the result, or what --df / --extract make) to this variable.",
+    )
     @argument("--profile", help="Which API (default: the last one logged in).")
     @argument("--no-auth", action="store_true", help="Send no token.")
     @argument(
@@ -507,6 +537,36 @@ class SessionMagics(Magics):
         "--save",
         metavar="FILE",
         help="Stream the body to FILE in chunks instead of keeping it in memory (large or binary answers).",
+    )
+    @argument(
+        "--all",
+        action="store_true",
+        help="Follow pagination (a Link rel=next header, next / next_page / links.next in the body, "
+        "or a cursor such as meta.next_cursor) and combine the records of every page.",
+    )
+    @argument(
+        "--max-pages",
+        type=int,
+        metavar="N",
+        help="With --all: stop after N pages, and say so (default: SessionMagics.max_pages, 100).",
+    )
+    @argument(
+        "--cursor-param",
+        metavar="NAME",
+        help="With --all: the query parameter that sends a cursor back (default: cursor).",
+    )
+    @argument(
+        "--next",
+        dest="next_expr",
+        metavar="EXPR",
+        help="With --all: a JMESPath expression giving the next page's URL, number or cursor.",
+    )
+    @argument("--df", action="store_true", help="Make the cell's value a pandas DataFrame of the records.")
+    @argument(
+        "--extract",
+        metavar="EXPR",
+        help="Make the cell's value what this JMESPath expression selects from the answer "
+        "(with --all: from the list of all records).",
     )
     @no_var_expand
     @line_cell_magic
@@ -525,23 +585,47 @@ class SessionMagics(Magics):
         ``headers``, ``text``, ``json()``, ``.data`` and ``.df``. An expired session is
         renewed (refresh, or a login form right here) and the request completes.
         Line form: ``%api GET /path`` and ``x = %api GET /path``.
+
+        ``--all`` follows pagination and combines every page's records; ``--df``
+        makes the value a DataFrame, ``--extract EXPR`` the part JMESPath selects::
+
+            df = %api GET /penguins --all --df
+            %api GET /penguins --extract "results[?species=='Gentoo'].body_mass_g"
         """
         from .session import drive
 
         args, session, kwargs = self._api_prepare(line, cell)
         if session is None:
-            return self._api_finish(args, self._plain_request(kwargs))
-        flow = session.request_flow(**kwargs)
+            return self._api_finish(args, self._plain_request(kwargs, args))
+        flow = self._api_flow(args, session, kwargs)
         result = drive(flow, lambda need: self._ask_sync(session, self._title(need)))
         return self._api_finish(args, result)
 
     async def api_async(self, line: str = "", cell: str | None = None) -> ApiResult | None:
         args, session, kwargs = self._api_prepare(line, cell)
         if session is None:
-            return self._api_finish(args, self._plain_request(kwargs))
-        flow = session.request_flow(**kwargs)
+            return self._api_finish(args, self._plain_request(kwargs, args))
+        flow = self._api_flow(args, session, kwargs)
         result = await drive_async(flow, lambda need: self._ask_async(session, self._title(need)))
         return self._api_finish(args, result)
+
+
+_PARSED: dict[tuple[str, str], Any] = {}
+
+
+def _parse_remembered(magic: Any, line: str) -> Any:
+    """``parse_argstring``, remembered per line: a notebook sends the same options again
+    and again, and argparse costs more than the rest of a request's own work."""
+    import argparse
+
+    key = (magic.__name__, line)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = parse_argstring(magic, line)
+        if len(_PARSED) >= 256:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return argparse.Namespace(**vars(parsed))  # a copy: callers may change theirs
 
 
 def _escape(text: str) -> str:
