@@ -131,8 +131,8 @@ class FrameBuilder:
                 columns[names[0]].extend(map(operator.itemgetter(names[0]), records))
             elif names:
                 values = zip(*map(operator.itemgetter(*names), records), strict=True)
-                for name, column in zip(names, values, strict=True):
-                    columns[name].extend(column)
+                for name, page_column in zip(names, values, strict=True):
+                    columns[name].extend(page_column)
             self.rows += len(records)
             return
         for record in records:  # keys vary: record by record
