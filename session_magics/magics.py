@@ -75,6 +75,7 @@ class SessionMagics(Magics):
         self.default_profile: str | None = None
         self._keyring_store: TokenStore | None = None
         self._memory_store: TokenStore | None = None
+        self.file_config: Any = None  # config.ConfigState: settings and profiles from files
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -107,6 +108,11 @@ class SessionMagics(Magics):
         try:
             return self.sessions[name]
         except KeyError:
+            from .config import configured_session
+
+            configured = configured_session(self, name)  # a profile from a config file
+            if configured is not None:
+                return configured
             known = ", ".join(sorted(self.sessions)) or "none"
             raise ProfileError(f"unknown profile {name!r} (known: {known})") from None
 
@@ -193,9 +199,11 @@ class SessionMagics(Magics):
 
     # ---------------------------------------------------------------- %login
     def _profile_from_args(self, args: Any) -> Any:
+        from .config import login_args
         from .profile import Profile
         from .tokens import FieldNames
 
+        args = login_args(self, args)  # completed from a configured profile (--profile NAME)
         url = " ".join(args.url).strip() if args.url else ""
         name = args.profile
         if not url:
@@ -222,9 +230,9 @@ class SessionMagics(Magics):
             login=args.login or self.login_path,
             refresh=args.refresh,
             revoke=args.revoke,
-            body=args.body,
+            body=args.body or "form",
             scheme=scheme,
-            header=args.header,
+            header=args.header or "Authorization",
             token_mode=bool(args.token or args.token_env),
             fields=FieldNames(args.access_field, args.refresh_field, args.expires_field),
             expired_statuses=statuses,
@@ -297,7 +305,11 @@ class SessionMagics(Magics):
 
     @magic_arguments()
     @argument("url", nargs="*", help="The API's base URL, e.g. https://api.example.com/v1")
-    @argument("--profile", help="Name this API (several can live side by side). Default: its origin.")
+    @argument(
+        "--profile",
+        help="Name this API (several can live side by side), or use a profile configured in "
+        "pyproject.toml [tool.session_magics.profiles.NAME]. Default: its origin.",
+    )
     @argument("--user", help="User name (asked for when missing).")
     @argument("--login", metavar="PATH_OR_URL", help="Token endpoint (default: auth/token).")
     @argument("--refresh", metavar="PATH_OR_URL", help="Refresh endpoint (default: the token endpoint).")
@@ -305,7 +317,6 @@ class SessionMagics(Magics):
     @argument(
         "--body",
         choices=["form", "json"],
-        default="form",
         help="How credentials are posted: an OAuth2 form (default) or JSON.",
     )
     @argument(
@@ -315,7 +326,6 @@ class SessionMagics(Magics):
     )
     @argument(
         "--header",
-        default="Authorization",
         help="Header that carries the token, e.g. X-API-Key (default: Authorization).",
     )
     @argument(
@@ -382,6 +392,9 @@ class SessionMagics(Magics):
         self._logged_in(session)
 
     def _print_status(self) -> None:
+        from .config import add_configured_sessions, source_note
+
+        add_configured_sessions(self)  # configured profiles are listed too
         if not self.sessions:
             print("No profiles yet: %login BASE_URL")
             return
@@ -398,7 +411,10 @@ class SessionMagics(Magics):
             except SessionMagicsError as exc:
                 state = f"unknown ({exc})"
             mark = "*" if name == self.default_profile else " "
-            rows.append(f"{mark} {name}: {session.profile.base_url} — {state} — {session.store.description}")
+            rows.append(
+                f"{mark} {name}: {session.profile.base_url} — {state} — {session.store.description}"
+                + source_note(self, name)
+            )
         print("\n".join(rows))
 
     # --------------------------------------------------------------- %logout
@@ -673,6 +689,9 @@ def load(ip: Any) -> None:
     if magics not in ip.configurables:
         ip.configurables.append(magics)
     _instance = magics
+    from .config import attach
+
+    attach(magics)  # defaults from pyproject.toml / the user config file
     try:
         from . import waiting
 

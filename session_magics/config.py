@@ -1,0 +1,400 @@
+"""Defaults from configuration files: settings and named profiles.
+
+Two files are read, both optional:
+
+* the **user file** ``$XDG_CONFIG_HOME/session-magics/config.toml`` (by default
+  ``~/.config/session-magics/config.toml``): settings at the top level, profiles as
+  ``[profiles.NAME]`` tables;
+* the **project file**: the nearest ``pyproject.toml`` with a ``[tool.session_magics]``
+  table, searching upwards from the kernel's working directory; settings in that
+  table, profiles as ``[tool.session_magics.profiles.NAME]``.
+
+::
+
+    [tool.session_magics]
+    timeout = 60
+    max_pages = 500
+
+    [tool.session_magics.profiles.prod]
+    base_url = "https://api.example.com/v1"
+    user = "analyst"
+    login = "/oauth/token"
+    password_env = "PROD_API_PASSWORD"   # the *name* of a variable, never a password
+
+Settings have the names of the ``SessionMagics`` traits (``%config SessionMagics``
+lists them). Profile keys are the ``%login`` options with underscores: base_url,
+user, login, refresh, revoke, body, scheme, header, token_mode (``--token``),
+password_env, token_env, access_field, refresh_field, expires_field,
+expired_status, allow_http, no_keyring. ``%login --profile prod`` then needs no
+URL, and options given to ``%login`` win over the file.
+
+Precedence: ``%config`` (and ``ipython_config.py``) > project file > user file >
+built-in defaults; a project profile replaces a user profile of the same name.
+
+Secrets never come from these files: a key that names one (password, token,
+secret, api_key...) is refused with a :class:`ConfigError`, and no value is ever
+shown in a message. ``allow_plaintext_keyring`` is accepted from the user file
+only: a repository must not weaken where your tokens are kept.
+
+Loading costs a few ``stat`` calls; ``tomllib`` is imported only when a file has
+something for us. The files are read again by ``%login`` when they changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ProfileError, SessionMagicsError
+
+USER_FILE = Path("session-magics") / "config.toml"
+PROJECT_TABLE = "tool.session_magics"
+
+#: Profile keys and the Python types their values may have.
+PROFILE_KEYS: dict[str, tuple[type, ...]] = {
+    "base_url": (str,),
+    "user": (str,),
+    "login": (str,),
+    "refresh": (str,),
+    "revoke": (str,),
+    "body": (str,),
+    "scheme": (str,),
+    "header": (str,),
+    "token_mode": (bool,),
+    "password_env": (str,),
+    "token_env": (str,),
+    "access_field": (str,),
+    "refresh_field": (str,),
+    "expires_field": (str,),
+    "expired_status": (int, list, str),
+    "allow_http": (bool,),
+    "no_keyring": (bool,),
+}
+#: Keys whose names look like a secret's but hold none.
+NOT_SECRETS = frozenset({"password_env", "token_env", "token_mode"})
+SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "credential")
+USER_ONLY_SETTINGS = frozenset({"allow_plaintext_keyring"})
+#: Whether a pyproject.toml may hold our table ([tool.session_magics], [tool."session_magics"],
+#: tool.session_magics.x = ..., or session_magics = ... under [tool]); the rest are not parsed.
+_MENTIONS_US = re.compile(rb"""tool\s*\.\s*["']?session_magics|^\s*["']?session_magics["']?\s*[.=]""", re.M)
+
+
+class ConfigError(SessionMagicsError):
+    """A configuration file that cannot be used as it is."""
+
+
+class FileConfig:
+    """What the files say: settings, profiles, and where each came from."""
+
+    def __init__(self) -> None:  # (a plain class: a dataclass costs more to define than to use)
+        self.settings: dict[str, Any] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, str] = {}  # "setting:NAME" / "profile:NAME" -> file
+        self.files: list[str] = []
+
+    def source(self, kind: str, name: str) -> str | None:
+        return self.sources.get(f"{kind}:{name}")
+
+
+def user_config_file(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/session-magics/config.toml``, else under ``~/.config``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / USER_FILE
+
+
+def _stat(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def _project_candidates(start: Path) -> Iterable[Path]:
+    for directory in (start, *start.parents):
+        yield directory / "pyproject.toml"
+
+
+def signature(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> tuple[Any, ...]:
+    """What the configuration depends on (files and their modification times), cheaply."""
+    start = Path.cwd() if cwd is None else cwd
+    seen: list[Any] = [str(start), _stat(user_config_file(environ))]
+    for candidate in _project_candidates(start):
+        stamp = _stat(candidate)
+        if stamp is not None:
+            seen.append(stamp)
+    return tuple(seen)
+
+
+def _parse(path: Path, raw: bytes) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def find_project_table(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest pyproject.toml (upwards from ``start``) with a [tool.session_magics] table."""
+    for candidate in _project_candidates(start):
+        try:
+            raw = candidate.read_bytes()
+        except OSError:
+            continue
+        if not _MENTIONS_US.search(raw):  # cheap: most pyproject.toml files are not for us
+            continue
+        table = _parse(candidate, raw).get("tool", {}).get("session_magics")
+        if isinstance(table, dict):
+            return candidate, table
+    return None
+
+
+def _is_secret(key: str) -> bool:
+    name = key.lower().replace("-", "_")
+    if name in NOT_SECRETS:
+        return False
+    return any(word in name for word in SECRET_WORDS)
+
+
+def _check_secrets(table: Mapping[str, Any], where: str) -> None:
+    for key, value in table.items():
+        if _is_secret(str(key)):
+            raise ConfigError(
+                f"{where} has a key named {key!r}: secrets are never read from configuration files "
+                "(they end up in version control and backups). Name an environment variable instead "
+                "(password_env = \"VAR\" or token_env = \"VAR\"), or let %login ask."
+            )
+        if isinstance(value, Mapping):
+            _check_secrets(value, f"{where}.{key}")
+
+
+def _profile(name: str, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}: a profile is a table of %login options")
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        key = key.replace("-", "_")
+        if key == "url":
+            key = "base_url"
+        types = PROFILE_KEYS.get(key)
+        if types is None:
+            known = ", ".join(PROFILE_KEYS)
+            raise ConfigError(f"{where}: unknown key {key!r} (profile keys: {known})")
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            wanted = " or ".join("list" if t is list else t.__name__ for t in types)
+            raise ConfigError(f"{where}: {key} must be a {wanted}")
+        out[key] = value
+    if "base_url" not in out:
+        raise ConfigError(f"{where}: base_url is missing (the API's base URL)")
+    status = out.get("expired_status")
+    if status is not None:
+        codes = status if isinstance(status, list) else str(status).split(",")
+        try:
+            out["expired_status"] = ",".join(str(int(str(c).strip())) for c in codes)
+        except ValueError:
+            raise ConfigError(f"{where}: expired_status takes status codes, e.g. [401, 403]") from None
+    return out
+
+
+def _table(
+    cfg: FileConfig,
+    table: Mapping[str, Any],
+    path: Path,
+    where: str,
+    settings: Iterable[str] | None,
+    *,
+    project: bool,
+) -> None:
+    _check_secrets(table, where)
+    known = set(settings) if settings is not None else None
+    for key, value in table.items():
+        if key == "profiles":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}.profiles: expected tables [{where}.profiles.NAME]")
+            for name, options in value.items():
+                cfg.profiles[name] = _profile(name, options, f"{path} [{where}.profiles.{name}]")
+                cfg.sources[f"profile:{name}"] = str(path)
+            continue
+        if known is not None and key not in known:
+            raise ConfigError(
+                f"{path} [{where}]: unknown setting {key!r} (settings: {', '.join(sorted(known))})"
+            )
+        if project and key in USER_ONLY_SETTINGS:
+            raise ConfigError(
+                f"{path}: {key} can be set in your user file ({user_config_file()}) or with %config, "
+                "not by a project"
+            )
+        cfg.settings[key] = value
+        cfg.sources[f"setting:{key}"] = str(path)
+
+
+def read(
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    settings: Iterable[str] | None = None,
+) -> FileConfig:
+    """Read the user file, then the project file over it. ``settings``: the known setting names."""
+    cfg = FileConfig()
+    names = list(settings) if settings is not None else None
+    user = user_config_file(environ)
+    try:
+        raw = user.read_bytes()
+    except OSError:
+        raw = None
+    if raw is not None:
+        _table(cfg, _parse(user, raw), user, "user config", names, project=False)
+        cfg.files.append(str(user))
+    found = find_project_table(Path.cwd() if cwd is None else cwd)
+    if found is not None:
+        path, table = found
+        _table(cfg, table, path, PROJECT_TABLE, names, project=True)
+        cfg.files.append(str(path))
+    return cfg
+
+
+# ----------------------------------------------------------------- with the magics
+
+
+class ConfigState:
+    """The configuration a SessionMagics instance uses, read again when the files change."""
+
+    def __init__(self) -> None:
+        self.config = FileConfig()
+        self.error: ConfigError | None = None
+        self.signature: tuple[Any, ...] | None = None
+        self.applied: set[str] = set()  # settings that came from a file
+
+    def refresh(self, magics: Any) -> None:
+        """Read the files if they changed since last time, and apply their settings."""
+        sig = signature()
+        if sig == self.signature:
+            return
+        self.signature = sig
+        try:
+            cfg = read(settings=magics.trait_names(config=True))
+        except ConfigError as exc:
+            self.error = exc
+            self.config = FileConfig()
+            return
+        self.error = None
+        self.config = cfg
+        self._apply(magics)
+
+    def _apply(self, magics: Any) -> None:
+        from traitlets import TraitError
+
+        explicit = magics.config.get("SessionMagics", {})
+        for name in self.applied - set(self.config.settings):  # removed from the file
+            if name not in explicit:
+                setattr(magics, name, magics.trait_defaults(name))
+        self.applied = set()
+        for name, value in self.config.settings.items():
+            if name in explicit:
+                continue  # %config wins
+            try:
+                setattr(magics, name, value)
+            except TraitError as exc:
+                where = self.config.source("setting", name)
+                message = str(exc)
+                start = message.find("expected")
+                reason = message[start:].rstrip(".") if start >= 0 else message
+                self.error = ConfigError(f"{where}: {name}: {reason}")
+                continue
+            self.applied.add(name)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def state(magics: Any) -> ConfigState:
+    found = getattr(magics, "file_config", None)
+    if not isinstance(found, ConfigState):
+        found = ConfigState()
+        magics.file_config = found
+    return found
+
+
+def attach(magics: Any) -> None:
+    """Read the files when the extension loads; a problem is reported, not raised."""
+    current = state(magics)
+    current.refresh(magics)
+    if current.error is not None:
+        print(f"session-magics: configuration not used: {current.error}", file=sys.stderr)
+
+
+def profiles(magics: Any) -> dict[str, dict[str, Any]]:
+    return state(magics).config.profiles
+
+
+def login_args(magics: Any, args: Any) -> Any:
+    """``%login`` arguments completed from the configured profile ``args.profile``.
+
+    Options given on the line win; a profile that already has a session in this
+    kernel is left alone unless a URL is given.
+    """
+    current = state(magics)
+    current.refresh(magics)
+    current.check()
+    configured = current.config.profiles
+    name = args.profile
+    url = " ".join(args.url).strip() if args.url else ""
+    if not name or name not in configured:
+        if not url and not name and magics.default_profile is None and configured:
+            names = ", ".join(sorted(configured))
+            raise ProfileError(
+                f"give the API's base URL (%login https://api.example.com) or a configured profile "
+                f"(%login --profile NAME; configured: {names})"
+            )
+        return args
+    if not url and name in magics.sessions:
+        return args
+    import argparse
+
+    merged = argparse.Namespace(**vars(args))
+    options = configured[name]
+    if not url:
+        merged.url = [options["base_url"]]
+    for key, value in options.items():
+        if key == "base_url":
+            continue
+        attr = {"token_mode": "token"}.get(key, key)
+        if getattr(merged, attr, None) in (None, False):
+            setattr(merged, attr, value)
+    return merged
+
+
+def configured_session(magics: Any, name: str) -> Any:
+    """A session for the configured profile ``name`` (None when there is no such profile)."""
+    if name not in profiles(magics):
+        return None
+    import shlex
+
+    from IPython.core.magic_arguments import parse_argstring
+
+    args = parse_argstring(magics.login, f"--profile {shlex.quote(name)}")
+    profile = magics._profile_from_args(args)
+    return magics._session_for(profile)
+
+
+def add_configured_sessions(magics: Any) -> None:
+    """Give every configured profile a session, so ``%login --status`` lists them all."""
+    current = state(magics)
+    current.refresh(magics)
+    current.check()
+    for name in current.config.profiles:
+        if name not in magics.sessions:
+            configured_session(magics, name)
+
+
+def source_note(magics: Any, name: str) -> str:
+    where = state(magics).config.source("profile", name)
+    return f" — configured in {where}" if where else ""
