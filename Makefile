@@ -5,6 +5,7 @@
 #   make test-fast   unit tests only (-m "not slow"); needs no system packages
 #   make demo        the demo API plus JupyterLab with notebooks/quickstart.ipynb
 #   make lint        ruff check + mypy
+#   make bench       benchmarks/run.py against a local demo API (BENCH_ARGS=--quick: a smoke run)
 #
 # PYTEST_ARGS is passed to pytest, e.g. make test PYTEST_ARGS="-k login -x".
 
@@ -24,10 +25,10 @@ PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv system-deps kernels browser-check lint test test-fast demo clean distclean
+.PHONY: help venv system-deps kernels browser-check lint test test-fast demo bench bench-deps clean distclean
 
 help:
-	@echo "make test | test-fast | demo | lint | venv | system-deps | kernels | clean | distclean"
+	@echo "make test | test-fast | demo | bench | lint | venv | system-deps | kernels | clean | distclean"
 
 # --- set-up -------------------------------------------------------------------
 
@@ -123,6 +124,18 @@ demo: venv
 	echo "demo API at $$SESSION_MAGICS_DEMO_URL"; \
 	root_flag=; [ "$$(id -u)" -ne 0 ] || root_flag=--allow-root; \
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 $$root_flag notebooks/quickstart.ipynb
+
+# --- benchmarks ---------------------------------------------------------------
+
+# restmagic (the comparison in the table) does not build with setuptools >= 70,
+# so it is installed without build isolation, next to an older setuptools.
+BENCH_ARGS ?=
+bench-deps: venv
+	$(PY) -m pip install --quiet --progress-bar off "setuptools<70" wheel
+	$(PY) -m pip install --quiet --progress-bar off --no-build-isolation -r benchmarks/requirements.txt
+
+bench: bench-deps
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # --- cleaning -----------------------------------------------------------------
 
