@@ -84,3 +84,38 @@ def test_expired_session_without_credentials_fails_fast_in_nbclient(secret_servi
     assert "NoFrontendError" in str(info.value) and "nobody can be asked" in str(info.value)
     assert "Session expired" in str(info.value)
     assert "NOT REACHED" not in outputs_text(nb2)
+
+
+def test_explore_notebook_paginates_extracts_and_plots(secret_service_keyring, kernel_env):
+    """notebooks/explore.ipynb: --all --df to one DataFrame of all 344 penguins, --extract, a plot."""
+    password = "pw-" + secrets.token_hex(8)
+    with DemoServer(password=password) as api:
+        kernel_env.setenv("SESSION_MAGICS_DEMO_URL", api.url)
+        kernel_env.setenv("DEMO_PASSWORD", api.config.password)
+        nb = run_notebook(nbformat.read(NOTEBOOKS / "explore.ipynb", as_version=4))
+        stats = api.stats()
+    outputs = {cell.source.splitlines()[0]: cell.outputs for cell in nb.cells if cell.cell_type == "code"}
+
+    def plain(first_line):
+        return "\n".join(
+            str(out.get("data", {}).get("text/plain", "")) + out.get("text", "")
+            for out in outputs[first_line]
+        )
+
+    assert "(344, 9)" in plain("penguins = %api GET /penguins?per_page=50 --all --df")
+    assert "(4, 344, 200)" in plain("len(by_cursor.pages), len(by_cursor.records), by_cursor.status_code")
+    gentoo = plain("%api GET /penguins --all --extract \"[?species=='Gentoo'].body_mass_g | avg(@)\"")
+    assert 5000 < float(gentoo.strip().splitlines()[-1]) < 5100  # 5076 g on average
+    dream = next(key for key in outputs if key.startswith("%%api --all --df --extract"))
+    assert "[124 rows x 3 columns]" in plain(dream)
+    plots = [out for out in outputs["import matplotlib.pyplot as plt"] if "image/png" in out.get("data", {})]
+    assert len(plots) == 1
+    assert stats["requests_by_path"]["/penguins"] == 7 + 18 + 4  # --all walked every page
+    assert stats["requests_by_path"]["/penguins/cursor"] == 4
+    assert stats["password_grants"] == 1
+    text = outputs_text(nb)
+    assert "Logged in as demo" in text
+    assert "page/s" not in text  # the progress bars were emptied when done
+    assert api.url in plain("%login --status")
+    assert password not in text
+    assert "eyJ" not in nbformat.writes(nb)  # no JWT anywhere in outputs
