@@ -53,7 +53,7 @@ pick_python() {
 }
 
 hash_of() {
-  { printf '%s\n' "$@"; cat "$root/pyproject.toml"; } | sha256sum | cut -c1-16
+  { printf '%s\n' "$@"; cat "$root/pyproject.toml" "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16
 }
 
 ensure_env() {  # ensure_env DIR SPEC
@@ -74,23 +74,8 @@ ensure_env() {  # ensure_env DIR SPEC
     "$(pick_python)" -m venv "$venv"
   fi
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  if ! "$venv/bin/python" -m pip install -q -e "$root" "$spec" "$widgets_spec" >&2; then
-    # The editable build can fail while the tree is incomplete (e.g. no README
-    # yet). Fall back to the project's dependencies plus a .pth entry for the
-    # source tree, which imports the same code.
-    echo "kernels.sh: editable install failed; using a .pth entry for $root" >&2
-    mapfile -t deps < <("$venv/bin/python" - "$root/pyproject.toml" <<'PY'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["dependencies"]))
-PY
-)
-    "$venv/bin/python" -m pip install -q "${deps[@]}" "$spec" "$widgets_spec" >&2
-    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    echo "$root" >"$site/session_magics_src.pth"
-  else
-    rm -f "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/session_magics_src.pth"
-  fi
+  # The project itself (editable) with pandas, as a user's notebook kernel would have it.
+  "$venv/bin/python" -m pip install -q -e "$root[pandas]" "$spec" "$widgets_spec" >&2
   "$venv/bin/python" -c 'import ipykernel, ipywidgets, session_magics; print("kernels.sh: ipykernel", ipykernel.__version__, "ipywidgets", ipywidgets.__version__)' >&2
   echo "$want" >"$stamp"
 }

@@ -11,6 +11,7 @@ import getpass
 import html
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .session import ApiSession
 
 FORM_CLASS = "session-magics-login"
+PENDING_CLICK_SECONDS = 2.0  # a click may arrive just before the password it was meant for
 
 
 @dataclass
@@ -63,6 +65,7 @@ class LoginForm:
         # on "Log in"). It is taken out of the widget at once, so saved widget state
         # (JupyterLab's saveState) never holds it, not even while the form waits.
         self._typed = ""
+        self._login_pending_until = 0.0
         self.secret.continuous_update = False
         self.secret.observe(self._take_secret, names="value")
         self.widget = w.VBox(
@@ -89,16 +92,22 @@ class LoginForm:
         if change["new"]:
             self._typed = change["new"]
             self.secret.value = ""
+            if time.monotonic() < self._login_pending_until:
+                # The click overtook the value (kernels may dispatch widget messages
+                # concurrently): log in now that the secret is here.
+                self._on_login()
 
     def _on_login(self, _button: Any = None) -> None:
         if self.state.finished or not self.state.lock.acquire(blocking=False):
             return
         try:
             secret, self._typed = self._typed or self.secret.value, ""
+            self._login_pending_until = 0.0
             self.secret.value = ""
             user = self.user.value.strip()
             self.state.attempts += 1
             if not secret:
+                self._login_pending_until = time.monotonic() + PENDING_CLICK_SECONDS
                 self._say(
                     "Enter the token." if self.session.profile.token_mode else "Enter the password.",
                     error=True,

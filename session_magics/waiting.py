@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import inspect
 import os
 import sys
 import time
@@ -527,6 +528,56 @@ def wait_for(
             pump.close()
 
 
+_COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
+
+
+@contextlib.contextmanager
+def _idle_after_comms(kernel: Any) -> Iterator[None]:
+    """Answer each comm message handled during an async wait with an ``idle`` status.
+
+    Kernels that dispatch comm messages concurrently while an async cell awaits
+    (ipykernel 7.4) publish no busy/idle status for them. ipywidgets' frontend sends
+    at most one update per widget until it sees that ``idle``; without it the next
+    update (a second password attempt, each further keystroke of a user name) stays
+    in the browser. Publishing the idle status for the message we handled lets them
+    through.
+    """
+    handlers = getattr(kernel, "shell_handlers", None)
+    publish = getattr(kernel, "_publish_status", None)
+    if not isinstance(handlers, dict) or publish is None:
+        yield
+        return
+    originals = {t: handlers[t] for t in _COMM_TYPES if t in handlers}
+
+    def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def idle(msg: Any) -> None:
+            with contextlib.suppress(Exception):
+                publish("idle", "shell", parent=msg)
+
+        def wrapped(stream: Any, idents: Any, msg: Any) -> Any:
+            result = handler(stream, idents, msg)
+            if inspect.isawaitable(result):
+
+                async def finish() -> None:
+                    try:
+                        await result
+                    finally:
+                        idle(msg)
+
+                return finish()
+            idle(msg)
+            return result
+
+        return wrapped
+
+    for msg_type, handler in originals.items():
+        handlers[msg_type] = wrap(handler)
+    try:
+        yield
+    finally:
+        handlers.update(originals)
+
+
 async def wait_for_async(
     done: Callable[[], bool],
     timeout: float | None,
@@ -547,18 +598,20 @@ async def wait_for_async(
     deadline = _deadline(timeout)
     kernel = _kernel()
     pump = _async_pump(kernel) if kernel is not None else None
-    try:
-        while True:
+    concurrent = kernel is not None and pump is None and _dispatches_comms_concurrently(kernel)
+    with _idle_after_comms(kernel) if concurrent else contextlib.nullcontext():
+        try:
+            while True:
+                if pump is not None:
+                    await pump.pull_async()
+                if done():
+                    return True
+                if _expired(deadline):
+                    return False
+                await asyncio.sleep(poll)
+        finally:
             if pump is not None:
-                await pump.pull_async()
-            if done():
-                return True
-            if _expired(deadline):
-                return False
-            await asyncio.sleep(poll)
-    finally:
-        if pump is not None:
-            pump.close()
+                pump.close()
 
 
 # ------------------------------------------------------------------- transformer

@@ -60,3 +60,22 @@ def test_cancel(session):
     assert form._typed == "" and form.secret.value == ""
     form._on_login()  # a late click does nothing
     assert session.token is None
+
+
+def test_click_that_overtakes_the_password_still_logs_in(session):
+    """ipykernel 7 may handle the click before the value message sent just before it."""
+    form = LoginForm(session, "Log in")
+    form._on_login()  # the click arrives first: nothing typed yet
+    assert not form.state.finished
+    type_password(form, "right-password")  # then the value
+    assert form.state.done and session.token is not None
+
+
+def test_late_password_without_a_recent_click_does_not_log_in(session, monkeypatch):
+    import session_magics.ui as ui
+
+    monkeypatch.setattr(ui, "PENDING_CLICK_SECONDS", 0.0)
+    form = LoginForm(session, "Log in")
+    form._on_login()
+    type_password(form, "right-password")
+    assert not form.state.finished  # typing alone never logs in
