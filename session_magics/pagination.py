@@ -197,6 +197,20 @@ def estimate_pages(result: ApiResult, per_page: int) -> int | None:
     return None
 
 
+def _scheme_netloc(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _same_origin(url: str, start_key: tuple[str, str], start_origin: Any) -> bool:
+    """Whether ``url`` is on the first page's origin. The same scheme and host:port text
+    (the usual case, and cheap) is; anything else is decided by :func:`origin_of`."""
+    if start_origin is not None and _scheme_netloc(url) == start_key:
+        return True
+    found = origin_of(url)
+    return found is not None and found == start_origin
+
+
 class _Progress:
     """A tqdm.auto bar (a widget in notebooks, text on stderr elsewhere), made only when needed.
 
@@ -269,6 +283,7 @@ def paginate(
         raise SessionMagicsError("the cursor parameter name is empty")
     start_url = session.profile.url(url)
     start_origin = origin_of(start_url)
+    start_key = _scheme_netloc(start_url)
     tally = _Tally(start_url)
     pages: list[ApiResult] = []
     records: list[Any] = []
@@ -314,7 +329,7 @@ def paginate(
             nxt = next_page(result, start_url, cursor_param=cursor_param, next_expr=next_expr)
             if nxt is None:
                 break
-            if origin_of(nxt) != start_origin:
+            if not _same_origin(nxt, start_key, start_origin):
                 shown = origin_of(nxt)
                 where = format_origin(shown) if shown else repr(nxt)
                 stopped = f"the next page is on another origin ({where}) and was not followed"
