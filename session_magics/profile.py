@@ -110,10 +110,15 @@ def normalize_base_url(url: str) -> str:
         raise ProfileError(
             f"{url!r} is not an absolute URL: give the API's base URL, e.g. %login https://api.example.com/v1"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ProfileError(f"{url!r} is not a valid URL (check the host name and port)") from None
     if parts.scheme.lower() not in DEFAULT_PORTS:
         raise ProfileError(f"{url!r}: only http:// and https:// URLs are supported")
-    if parts.username or parts.password:
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ProfileError(f"{url!r} is not a valid URL (it contains spaces or control characters)")
+    if parts.username or parts.password or "@" in parts.netloc:
         raise ProfileError(
             "the base URL must not contain a user name or password "
             "(credentials in URLs end up in history and logs); use --user instead"

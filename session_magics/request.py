@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,10 +195,12 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
             )
         if not _TOKEN.match(name):
             raise RequestSyntaxError(f"{name!r} is not a valid header name", no(i))
-        value = _interpolate(value.strip(), no(i), evaluate, as_json=False)
+        # Surrounding whitespace is no part of a header value (RFC 9110 §5.5), also
+        # whitespace that a {{value}} brought in.
+        value = _interpolate(value.strip(), no(i), evaluate, as_json=False).strip()
         if "\n" in value or "\r" in value:
             raise RequestSyntaxError(f"the value of header {name!r} contains a line break", no(i))
-        if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in value):
+        if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in value):
             raise RequestSyntaxError(f"the value of header {name!r} contains a control character", no(i))
         if any(ord(ch) > 255 for ch in value):
             raise RequestSyntaxError(

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from .result import ApiResult
 
 DEFAULT_TIMEOUT = 30.0
+# After a failed refresh, the store is read at these intervals for a token another kernel
+# got with the same refresh token and is still saving (about a second in all).
+REFRESH_RACE_WAITS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)
 RETRY_AFTER_MAX = 10.0  # a longer Retry-After is not waited for: the answer is shown at once
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 USER_AGENT = "session-magics/0.1"
@@ -314,13 +317,15 @@ class ApiSession:
                 f"{method} {_safe_url(url)}: could not connect within {timeout or self.timeout:g} s"
             ) from None
         except requests.exceptions.Timeout:
-            raise RequestFailed(
-                f"{method} {_safe_url(url)}: no answer within {timeout or self.timeout:g} s "
-                "(raise it with --timeout)"
-            ) from None
+            raise RequestFailed(self._no_answer(method, url, timeout)) from None
         except requests.exceptions.SSLError as exc:
             raise RequestFailed(f"{method} {_safe_url(url)}: TLS error ({_root_cause(exc)})") from None
         except requests.exceptions.ConnectionError as exc:
+            from urllib3.exceptions import ReadTimeoutError
+
+            # A read timeout counted by urllib3's Retry arrives wrapped in a ConnectionError.
+            if isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), ReadTimeoutError):
+                raise RequestFailed(self._no_answer(method, url, timeout)) from None
             raise RequestFailed(f"{method} {_safe_url(url)}: {_connection_reason(exc)}") from None
         except requests.exceptions.TooManyRedirects:
             raise RequestFailed(f"{method} {_safe_url(url)}: too many redirects") from None
@@ -328,6 +333,12 @@ class ApiSession:
             raise RequestFailed(
                 f"{method} {_safe_url(url)}: {type(exc).__name__}: {_root_cause(exc)}"
             ) from None
+
+    def _no_answer(self, method: str, url: str, timeout: float | None) -> str:
+        return (
+            f"{method} {_safe_url(url)}: no answer within {timeout or self.timeout:g} s "
+            "(raise it with --timeout)"
+        )
 
     # ---------------------------------------------------------------- tokens
     @property
@@ -489,11 +500,14 @@ class ApiSession:
                         data, fields=self.profile.fields, user=current.user, previous=current
                     )
             except LoginError:
-                # Maybe another process rotated the refresh token: take what it stored.
-                stored = self._stored_newer_than(current)
-                if stored is not None:
-                    self._token = stored
-                    return stored
+                # Maybe another kernel used this refresh token first (it rotates): take the
+                # token it stored. It may still be writing it, so look again for a second.
+                for delay in REFRESH_RACE_WAITS:
+                    time.sleep(delay)
+                    stored = self._stored_newer_than(current)
+                    if stored is not None:
+                        self._token = stored
+                        return stored
                 return None
             return self._remember(token)
 

@@ -6,6 +6,7 @@ in a thread); they misbehave on purpose, the way real login endpoints sometimes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -126,6 +127,7 @@ class OddAuthServer(ThreadedServer):
     POST /deep-json     200 application/json nested 100 000 levels deep
     POST /crlf-token    200 with an access token holding CR LF
     POST /big-token     200 with a 6000-character access token (refreshable)
+    POST /slow-login    answers after 3 s
     GET  /me            200 if the big token (Bearer) is sent, else 401
     """
 
@@ -141,6 +143,7 @@ class OddAuthServer(ThreadedServer):
                 Route("/deep-json", self._deep_json, methods=["POST"]),
                 Route("/crlf-token", self._crlf_token, methods=["POST"]),
                 Route("/big-token", self._big_token, methods=["POST"]),
+                Route("/slow-login", self._slow_login, methods=["POST"]),
                 Route("/me", self._me, methods=["GET"]),
             ]
         )
@@ -179,6 +182,10 @@ class OddAuthServer(ThreadedServer):
                 "refresh_token": self.big_refresh,
             }
         )
+
+    async def _slow_login(self, request: Request) -> Response:
+        await asyncio.sleep(3)
+        return JSONResponse({"access_token": "late-token-0123456789", "token_type": "Bearer"})
 
     async def _me(self, request: Request) -> Response:
         self.seen.append(dict(request.headers))
