@@ -5,6 +5,7 @@
 #   make test-fast   unit tests only (-m "not slow"); needs no system packages
 #   make demo        the demo API plus JupyterLab with notebooks/quickstart.ipynb
 #   make lint        ruff check + mypy
+#   make security-report  tests/security against a real Secret Service; figures into docs/SECURITY.md
 #   make bench       benchmarks/run.py against a local demo API (BENCH_ARGS=--quick: a smoke run)
 #
 # PYTEST_ARGS is passed to pytest, e.g. make test PYTEST_ARGS="-k login -x".
@@ -103,6 +104,12 @@ test: system-deps venv kernels browser-check lint
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The security tests (tests/security) against a real Secret Service; their figures
+# are written into the table of docs/SECURITY.md. The exit code is pytest's.
+.PHONY: security-report
+security-report: venv
+	@scripts/with-secret-service.sh $(PY) scripts/security_report.py $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # --- demo ---------------------------------------------------------------------
 
