@@ -641,7 +641,8 @@ def _parse_remembered(magic: Any, line: str) -> Any:
         if len(_PARSED) >= 256:
             _PARSED.clear()
         _PARSED[key] = parsed
-    return argparse.Namespace(**vars(parsed))  # a copy: callers may change theirs
+    # A copy (lists too): callers may change theirs without changing the remembered one.
+    return argparse.Namespace(**{k: list(v) if isinstance(v, list) else v for k, v in vars(parsed).items()})
 
 
 def _escape(text: str) -> str:
