@@ -64,7 +64,7 @@ class SessionMagics(Magics):
     login_path = Unicode("auth/token", help="Default token endpoint, relative to the base URL.").tag(
         config=True
     )
-    max_pages = Int(100, help="Most pages %%api --all fetches (--max-pages overrides it).").tag(config=True)
+    max_pages = Int(100, help="Most pages that --all fetches (--max-pages overrides it).").tag(config=True)
     cursor_param = Unicode(
         "cursor", help="Query parameter that sends a pagination cursor back (--cursor-param overrides it)."
     ).tag(config=True)
