@@ -181,7 +181,7 @@ class SessionMagics(Magics):
             from .ui import outcome
 
             try:
-                finished = waiting.wait_for(lambda f=form: f.state.finished, self.login_timeout)
+                finished = waiting.wait_for(form.is_finished, self.login_timeout)
             finally:
                 form.close()
             outcome(form, finished, self.login_timeout)
@@ -192,7 +192,7 @@ class SessionMagics(Magics):
             from .ui import outcome
 
             try:
-                finished = await waiting.wait_for_async(lambda f=form: f.state.finished, self.login_timeout)
+                finished = await waiting.wait_for_async(form.is_finished, self.login_timeout)
             finally:
                 form.close()
             outcome(form, finished, self.login_timeout)

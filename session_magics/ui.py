@@ -79,6 +79,10 @@ class LoginForm:
         )
         self.widget.add_class(FORM_CLASS)
 
+    def is_finished(self) -> bool:
+        """Logged in or cancelled: what a wait for this form waits for."""
+        return self.state.finished
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
