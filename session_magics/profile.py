@@ -8,6 +8,7 @@ only origin checks in the package.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .errors import ProfileError
 from .tokens import FieldNames
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -29,6 +31,7 @@ def _host_key(host: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=512)
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of an absolute http(s) URL, or None.
 
@@ -62,6 +65,7 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
     return scheme, parts.hostname.lower().rstrip("."), port
 
 
+@functools.lru_cache(maxsize=512)
 def url_problem(url: str) -> str | None:
     """Why ``url`` must not be requested at all, or None.
 
@@ -70,7 +74,7 @@ def url_problem(url: str) -> str | None:
     before ``@`` (it would stay in the notebook and its history, and ``@`` tricks make
     the host ambiguous), and http(s) URLs whose host and port cannot be read one way.
     """
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+    if _UNSAFE_CHARS.search(url):
         return "the URL contains spaces or control characters (percent-encode them, e.g. %20)"
     try:
         parts = urlsplit(url)

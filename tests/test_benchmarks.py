@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 ROWS = (
     "raw",
     "api_q",
+    "core",
+    "raw_cell",
     "api_display",
     "rest_q",
     "rest_display",
