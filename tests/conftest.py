@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keyring
 import keyring.core
@@ -61,6 +62,23 @@ def _restore_default_keyring() -> Iterator[None]:
 @pytest.fixture
 def memory_keyring() -> MemoryKeyring:
     return MemoryKeyring()
+
+
+@pytest.fixture
+def kr() -> MemoryKeyring:
+    """A MemoryKeyring installed as the default keyring (restored after the test)."""
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    return backend
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    """A demo API of this test's own (access tokens 300 s, refresh tokens 3600 s)."""
+    from session_magics.demo import DemoServer
+
+    with DemoServer(access_ttl=300, refresh_ttl=3600) as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,13 +6,10 @@ import os
 import textwrap
 import time
 
-import keyring
 import pytest
 
 from session_magics.config import ConfigError, find_project_table, read, user_config_file
-from session_magics.demo import DemoServer
 from tests.ipython_helpers import Shell
-from tests.keyrings import MemoryKeyring
 
 PASSWORD_ENV = "SM_CONFIG_PASSWORD"
 SETTINGS = ("timeout", "leeway", "max_pages", "cursor_param", "use_keyring", "allow_plaintext_keyring")
@@ -57,12 +54,12 @@ def test_user_file_honours_xdg_config_home(tmp_path):
 
 def test_nearest_pyproject_with_our_table_wins(dirs):
     project, work, _ = dirs
-    write(project / "pyproject.toml", '[tool.session_magics]\ntimeout = 12\n')
+    write(project / "pyproject.toml", "[tool.session_magics]\ntimeout = 12\n")
     write(project / "notebooks" / "pyproject.toml", '[project]\nname = "not-ours"\n')  # skipped
     found = find_project_table(work)
     assert found is not None and found[0] == project / "pyproject.toml"
     assert found[1] == {"timeout": 12}
-    write(project / "notebooks" / "pyproject.toml", '[tool.session_magics]\ntimeout = 3\n')
+    write(project / "notebooks" / "pyproject.toml", "[tool.session_magics]\ntimeout = 3\n")
     assert find_project_table(work)[1] == {"timeout": 3}
 
 
@@ -199,19 +196,6 @@ def test_plaintext_keyring_may_come_from_the_user_file(dirs):
 
 
 # -- through IPython -----------------------------------------------------------------
-
-
-@pytest.fixture
-def api():
-    with DemoServer(access_ttl=300, refresh_ttl=3600) as server:
-        yield server
-
-
-@pytest.fixture
-def kr():
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    return backend
 
 
 @pytest.fixture

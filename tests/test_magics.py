@@ -10,24 +10,9 @@ import pytest
 from keyring.backends import fail, null
 
 from session_magics import KeyringError, SessionExpired
-from session_magics.demo import DemoServer
 from tests.ipython_helpers import Shell
-from tests.keyrings import MemoryKeyring
 
 PASSWORD_ENV = "SM_TEST_PASSWORD"
-
-
-@pytest.fixture
-def api():
-    with DemoServer(access_ttl=300, refresh_ttl=3600) as server:
-        yield server
-
-
-@pytest.fixture
-def kr():
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    return backend
 
 
 @pytest.fixture

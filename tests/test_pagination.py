@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import keyring
 import pandas as pd
 import pytest
 from starlette.applications import Starlette
@@ -23,7 +22,6 @@ from session_magics.profile import Profile
 from session_magics.session import ApiSession, NeedLogin, drive
 from session_magics.store import MemoryStore
 from tests.ipython_helpers import Shell
-from tests.keyrings import MemoryKeyring
 
 PASSWORD_ENV = "SM_PAGES_PASSWORD"
 
@@ -135,19 +133,6 @@ def hits(shapes):
 
 
 # -- the demo API, a keyring and IPython ---------------------------------------------
-
-
-@pytest.fixture
-def api():
-    with DemoServer(access_ttl=300, refresh_ttl=3600) as server:
-        yield server
-
-
-@pytest.fixture
-def kr():
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    return backend
 
 
 @pytest.fixture
@@ -479,7 +464,7 @@ def test_extract_errors_are_one_line(api, shell):
     run = shell.run('%api GET /penguins --extract "results[?"')
     assert isinstance(run.error, ExtractError)
     assert "not valid JMESPath" in str(run.error) and "\n" not in str(run.error)
-    run = shell.run("%api GET /penguins --extract \"abs(results)\"")
+    run = shell.run('%api GET /penguins --extract "abs(results)"')
     assert isinstance(run.error, ExtractError) and "\n" not in str(run.error)
     assert "Traceback" not in run.stdout + run.stderr
     run = shell.run("%api GET /text --extract a")

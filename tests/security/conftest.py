@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import keyring
 import pytest
 
 from session_magics.demo import DemoServer
 from tests.ipython_helpers import Shell
-from tests.keyrings import MemoryKeyring
 from tests.security.helpers import DEMO_PASSWORD, PASSWORD_ENV, OddAuthServer
 
 
@@ -18,14 +16,6 @@ def api() -> Iterator[DemoServer]:
     """A demo API of this test's own (access tokens 300 s, refresh tokens 3600 s)."""
     with DemoServer(access_ttl=300, refresh_ttl=3600, password=DEMO_PASSWORD) as server:
         yield server
-
-
-@pytest.fixture
-def kr() -> MemoryKeyring:
-    """A MemoryKeyring as the default keyring (restored after the test by tests/conftest.py)."""
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    return backend
 
 
 @pytest.fixture
@@ -48,4 +38,3 @@ def new_shell(tmp_path, monkeypatch) -> Iterator[Callable[[], Shell]]:
 def odd() -> Iterator[OddAuthServer]:
     with OddAuthServer() as server:
         yield server
-
