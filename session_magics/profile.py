@@ -98,6 +98,7 @@ def format_origin(origin: tuple[str, str, int]) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
