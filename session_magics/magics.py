@@ -55,6 +55,12 @@ class SessionMagics(Magics):
         store = getattr(self, "_keyring_store", None)
         if store is not None:  # a %config after the first %login applies too
             store.timeout = change["new"]
+
+    @observe("timeout", "leeway")
+    def _session_setting_changed(self, change: Any) -> None:
+        for session in getattr(self, "sessions", {}).values():  # existing profiles follow %config
+            setattr(session, change["name"], change["new"])
+
     allow_plaintext_keyring = Bool(
         False, help="Accept a keyring backend that stores secrets in a plaintext file."
     ).tag(config=True)

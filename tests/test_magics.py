@@ -273,3 +273,13 @@ def test_kernel_restart_with_real_secret_service(api, secret_service_keyring, ne
     shell.run(f"%login {api.url}")
     assert shell.run("%logout").error is None
     assert secret_service_keyring.get_password(f"session-magics {api.url}", "demo") is None
+
+
+def test_config_changes_apply_to_existing_profiles(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    assert shell.run("%config SessionMagics.timeout = 0.5").error is None
+    r = shell.run("%%api\nGET /slow?seconds=3")
+    assert r.error is not None and "no answer within 0.5 s" in str(r.error)
+    shell.run("%config SessionMagics.leeway = 5")
+    assert shell.magics.sessions[api.url].leeway == 5
