@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -36,6 +37,13 @@ T = TypeVar("T")
 LAST_USER = "@last-user"
 CHUNK = 1000  # characters per entry: Windows Credential Manager takes 2560 bytes of UTF-16
 _MISSING = object()
+
+
+WRITE_RETRY_DELAYS = (0.05, 0.2, None)  # a write that fails unexpectedly is tried 3 times
+
+
+class _UnexpectedKeyringFailure(KeyringError):
+    """A backend failed with something other than keyring's own errors (possibly a race)."""
 
 
 class TokenStore(Protocol):
@@ -209,7 +217,16 @@ class KeyringStore:
         if self._cache.get((service, user), _MISSING) == value:
             return  # unchanged: do not rewrite (macOS re-prompts after every write)
         backend = self.backend
-        self._guard(lambda: backend.set_password(service, user, value), "save a token", secret=value)
+        for delay in WRITE_RETRY_DELAYS:
+            try:
+                self._guard(lambda: backend.set_password(service, user, value), "save a token", secret=value)
+                break
+            except _UnexpectedKeyringFailure:
+                if delay is None:
+                    raise
+                # Two processes writing the same entry at once can trip the Secret Service
+                # (secretstorage's ItemNotFoundException while the other replaces the item).
+                time.sleep(delay)
         self.writes += 1
         with self._lock:
             self._cache[(service, user)] = value
@@ -235,7 +252,7 @@ class KeyringStore:
         except KeyringError as exc:
             text = str(exc)
             if secret and secret in text:
-                raise KeyringError(text.replace(secret, "●●●●")) from None
+                raise type(exc)(text.replace(secret, "●●●●")) from None
             raise
 
     def _guard_call(self, fn: Callable[[], T], what: str) -> T:
@@ -258,7 +275,9 @@ class KeyringStore:
         except keyring.errors.KeyringError as exc:
             raise KeyringError(f"the OS keyring refused to {what} ({type(exc).__name__}: {exc})") from None
         except Exception as exc:
-            raise KeyringError(f"the OS keyring failed to {what} ({type(exc).__name__}: {exc})") from None
+            raise _UnexpectedKeyringFailure(
+                f"the OS keyring failed to {what} ({type(exc).__name__}: {exc})"
+            ) from None
 
     # -- tokens
     def load(self, profile: Profile, *, fresh: bool = False) -> Token | None:

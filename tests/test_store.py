@@ -194,3 +194,34 @@ def test_chainer_is_unwrapped_to_its_best_safe_backend(tmp_path):
     good = MemoryKeyring()
     assert safe_backend(chain(plain, good)) is good
     assert "plaintext" in (unsafe_backend_reason(safe_backend(chain(plain))) or "")
+
+
+def test_a_write_that_fails_unexpectedly_once_is_tried_again():
+    """What two processes racing on one Secret Service entry look like to the loser."""
+
+    class Flaky(MemoryKeyring):
+        failures = 1
+
+        def set_password(self, service, username, password):
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("Item does not exist!")
+            super().set_password(service, username, password)
+
+    ring = Flaky()
+    store = KeyringStore(ring)
+    p = profile()
+    store.save(p, token())
+    assert KeyringStore(ring).load(p).access_token.startswith("access-1")
+
+
+def test_a_write_that_keeps_failing_is_an_error():
+    class Broken(MemoryKeyring):
+        def set_password(self, service, username, password):
+            self.writes += 1
+            raise RuntimeError("still broken")
+
+    ring = Broken()
+    with pytest.raises(KeyringError, match="still broken"):
+        KeyringStore(ring).save(profile(), token())
+    assert ring.writes == 3
