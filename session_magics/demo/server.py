@@ -86,8 +86,12 @@ class ThreadedServer:
         port: int = 0,
         log_level: str = "warning",
         name: str = "uvicorn",
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         self.app = app
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
         self.host = host
         self.port = port
         self.log_level = log_level
@@ -119,7 +123,11 @@ class ThreadedServer:
             return self
         sock = bind_socket(self.host, self.port)
         url = socket_url(sock)
-        server = uvicorn.Server(uvicorn_config(self.app, log_level=self.log_level))
+        config = uvicorn_config(self.app, log_level=self.log_level)
+        if self.ssl_certfile:  # HTTPS, for tests of TLS behaviour
+            config.ssl_certfile, config.ssl_keyfile = self.ssl_certfile, self.ssl_keyfile
+            url = "https" + url[len("http") :]
+        server = uvicorn.Server(config)
         thread = threading.Thread(
             target=self._run, args=(server, sock), name=f"{self.name} {url}", daemon=True
         )

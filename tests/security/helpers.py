@@ -14,20 +14,17 @@ import secrets
 import signal
 import socket
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from session_magics.demo import DemoConfig, DemoState, ThreadedServer, bind_socket, create_app
-from session_magics.demo.server import uvicorn_config
+from session_magics.demo import DemoConfig, DemoState, ThreadedServer, create_app
 from tests.ipython_helpers import CellRun, Shell
 
 PASSWORD_ENV = "SM_SECURITY_PASSWORD"
@@ -213,10 +210,10 @@ class TLSDemoServer(ThreadedServer):
         self.config = config
         app = create_app(config)
         self.state: DemoState = app.state.demo
-        super().__init__(app, name="TLS demo API")
-        cert = ca.issue_cert("127.0.0.1", "localhost")
         self.cert_path = os.path.join(workdir, "server.pem")
         self.key_path = os.path.join(workdir, "server.key")
+        super().__init__(app, name="TLS demo API", ssl_certfile=self.cert_path, ssl_keyfile=self.key_path)
+        cert = ca.issue_cert("127.0.0.1", "localhost")
         self.ca_path = os.path.join(workdir, "ca.pem")
         cert.cert_chain_pems[0].write_to_path(self.cert_path)
         for extra in cert.cert_chain_pems[1:]:
@@ -226,23 +223,7 @@ class TLSDemoServer(ThreadedServer):
         ca.cert_pem.write_to_path(self.ca_path)
 
     def start(self, timeout: float = 10.0) -> TLSDemoServer:
-        sock = bind_socket("127.0.0.1", 0)
-        port = sock.getsockname()[1]
-        config = uvicorn_config(self.app, log_level="warning")
-        config.ssl_certfile = self.cert_path
-        config.ssl_keyfile = self.key_path
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=self._run, args=(server, sock), name="tls demo", daemon=True)
-        self._server, self._thread, self._error = server, thread, None
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                sock.close()
-                raise RuntimeError("the TLS demo API did not start") from self._error
-            time.sleep(0.002)
-        self._url = f"https://127.0.0.1:{port}"
+        super().start(timeout)
         return self
 
     def __enter__(self) -> TLSDemoServer:
