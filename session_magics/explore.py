@@ -6,7 +6,7 @@
   that holds one (``results``, ``data``, ``items``...), or of a single object
   (one row); nested objects become ``parent.child`` columns, as with
   ``pandas.json_normalize``.
-* :func:`finish` is what ``%%api`` does with ``--all``, ``--df`` and ``--extract``.
+* :func:`value_of` is the value of an ``%%api`` cell with ``--all``, ``--df`` or ``--extract``.
 """
 
 from __future__ import annotations
@@ -210,50 +210,25 @@ def _failure(result: ApiResult) -> str:
     return f"{result.method} {result.url} answered {result.status_code} {result.reason}{detail}"
 
 
-class _Line:
-    """A one-line summary shown above a DataFrame or an extracted value."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        import html
-
-        return {
-            "text/plain": self.text,
-            "text/html": f'<div style="font-family:monospace">{html.escape(self.text)}</div>',
-        }
-
-
-def finish(magics: Any, args: Any, result: ApiResult) -> Any:
+def value_of(result: ApiResult, *, df: bool, extract_expr: str | None) -> Any:
     """The value of an ``%%api`` cell with ``--all``, ``--df`` or ``--extract``."""
     stopped = getattr(result, "stopped", None)
     if stopped:
         print(f"Warning: {stopped}; the result holds the pages fetched until then.", file=sys.stderr)
-    value: Any = result
-    expr = unquote(args.extract)
-    if args.df or expr is not None:
-        # Usable: a successful answer, or pages before the one that failed.
-        usable = result.ok or getattr(result, "page_count", 1) > 1
-        if not usable:
-            option = "--df" if expr is None else "--extract"
-            raise SessionMagicsError(
-                f"{_failure(result)} — nothing for {option} (leave it out to see the answer)"
-            )
-        if expr is not None:
-            value = extract(result.data, expr)
-            if value is None:
-                print(f"Note: --extract {expr!r} matched nothing (null)", file=sys.stderr)
-            if args.df:
-                value = frame_of(value)
-        else:  # --df alone: a PagedResult has its frame; one answer may hold records or be one
-            value = result.df if hasattr(result, "page_count") else frame_of(result)
-    if args.output:
-        magics._shell.user_ns[args.output] = value
-    if args.verbose:
-        print(result.headers_text())
-    if args.quiet:
-        return None
-    if value is not result:
-        magics._display(_Line(result.summary()))
-    return value
+    expr = unquote(extract_expr)
+    if not df and expr is None:
+        return result
+    # Usable: a successful answer, or pages before the one that failed.
+    usable = result.ok or getattr(result, "page_count", 1) > 1
+    if not usable:
+        option = "--df" if expr is None else "--extract"
+        raise SessionMagicsError(
+            f"{_failure(result)} — nothing for {option} (leave it out to see the answer)"
+        )
+    if expr is not None:
+        value = extract(result.data, expr)
+        if value is None:
+            print(f"Note: --extract {expr!r} matched nothing (null)", file=sys.stderr)
+        return frame_of(value) if df else value
+    # --df alone: a PagedResult has its frame; one answer may hold records or be one
+    return result.df if hasattr(result, "page_count") else frame_of(result)

@@ -508,24 +508,23 @@ class SessionMagics(Magics):
         finally:
             session.close()
 
-    def _api_finish(self, args: Any, result: ApiResult) -> ApiResult | None:
+    def _api_finish(self, args: Any, result: ApiResult) -> Any:
         if args.save:
             self._save(args.save, result)
+        value: Any = result
         if args.all or args.df or args.extract is not None:
-            from .explore import finish
+            from .explore import value_of
 
-            return finish(self, args, result)  # the value: all pages, a DataFrame, an extract
+            value = value_of(result, df=args.df, extract_expr=args.extract)  # pages, a frame, an extract
         if args.output:
-            self._shell.user_ns[args.output] = result
+            self._shell.user_ns[args.output] = value
         if args.verbose:
             print(result.headers_text())
         if args.quiet:
             return None
-        if result.json_tree:
-            from IPython.display import HTML
-
-            self._display(HTML(f'<div style="font-family:monospace">{_escape(result.summary())}</div>'))
-        return result
+        if value is not result or result.json_tree:  # a display that cannot carry the summary line
+            self._display(_SummaryLine(result.summary()))
+        return value
 
     def _save(self, path: str, result: ApiResult) -> None:
         """--save FILE: stream the body to FILE (successful answers only)."""
@@ -651,10 +650,19 @@ def _parse_remembered(magic: Any, line: str) -> Any:
     return argparse.Namespace(**{k: list(v) if isinstance(v, list) else v for k, v in vars(parsed).items()})
 
 
-def _escape(text: str) -> str:
-    import html
+class _SummaryLine:
+    """The one-line summary of a request, shown above a JSON tree, a DataFrame or an extract."""
 
-    return html.escape(text)
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        import html
+
+        return {
+            "text/plain": self.text,
+            "text/html": f'<div style="font-family:monospace">{html.escape(self.text)}</div>',
+        }
 
 
 async def drive_async(flow: Generator[Any, None, Any], on_login: Callable[[Any], Awaitable[None]]) -> Any:
@@ -702,9 +710,7 @@ def load(ip: Any) -> None:
     try:
         from . import waiting
 
-        waiting.install_transformer(
-            ip, {"login", "api", "logout"}, "session_magics.magics.run_async"
-        )
+        waiting.install_transformer(ip, {"login", "api", "logout"}, "session_magics.magics.run_async")
     except ImportError:  # pragma: no cover - waiting ships with the package
         pass
 

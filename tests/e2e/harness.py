@@ -332,28 +332,25 @@ class NotebookPage:
 
     def wait_for_output(self, index: int, pattern: str, timeout: float = 30.0) -> str:
         """Wait until cell ``index``'s output matches ``pattern`` (regex); return it."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            outs = self.outputs()
-            last = outs[index] if index < len(outs) else ""
-            if regex.search(last):
-                return last
-            self.page.wait_for_timeout(200)
-        raise AssertionError(f"cell {index} never showed {pattern!r}; it shows {last!r}")
+        return self._wait_for(self.outputs, "output", index, pattern, timeout)
 
     def wait_for_prompt(self, index: int, pattern: str, timeout: float = 30.0) -> str:
+        """Wait until cell ``index``'s prompt (e.g. ``[3]:``) matches ``pattern``; return it."""
+        return self._wait_for(self.prompts, "prompt", index, pattern, timeout)
+
+    def _wait_for(
+        self, read: Callable[[], list[str]], what: str, index: int, pattern: str, timeout: float
+    ) -> str:
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            prompts = self.prompts()
-            last = prompts[index] if index < len(prompts) else ""
+            values = read()
+            last = values[index] if index < len(values) else ""
             if regex.search(last):
                 return last
             self.page.wait_for_timeout(200)
-        raise AssertionError(f"cell {index} prompt never matched {pattern!r}; it is {last!r}")
+        raise AssertionError(f"cell {index}'s {what} never matched {pattern!r}; it is {last!r}")
 
     # -- the login form ----------------------------------------------------------
 
