@@ -187,10 +187,10 @@ class SessionMagics(Magics):
             from .ui import outcome
 
             try:
-                finished = waiting.wait_for(form.is_finished, self.login_timeout)
+                waiting.wait_for(form.is_finished, self.login_timeout)
             finally:
                 form.close()
-            outcome(form, finished, self.login_timeout)
+            outcome(form, self.login_timeout)
 
     async def _ask_async(self, session: ApiSession, title: str) -> None:
         for form in self._ask(session, title):
@@ -198,10 +198,10 @@ class SessionMagics(Magics):
             from .ui import outcome
 
             try:
-                finished = await waiting.wait_for_async(form.is_finished, self.login_timeout)
+                await waiting.wait_for_async(form.is_finished, self.login_timeout)
             finally:
                 form.close()
-            outcome(form, finished, self.login_timeout)
+            outcome(form, self.login_timeout)
 
     # ---------------------------------------------------------------- %login
     def _profile_from_args(self, args: Any) -> Any:

@@ -28,7 +28,6 @@ PENDING_CLICK_SECONDS = 2.0  # a click may arrive just before the password it wa
 class FormState:
     done: bool = False
     cancelled: bool = False
-    attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -109,7 +108,6 @@ class LoginForm:
             self._login_pending_until = 0.0
             self.secret.value = ""
             user = self.user.value.strip()
-            self.state.attempts += 1
             if not secret:
                 self._login_pending_until = time.monotonic() + PENDING_CLICK_SECONDS
                 self._say(
@@ -155,7 +153,7 @@ class LoginForm:
         self.secret.value = ""
 
 
-def outcome(form: LoginForm, finished_in_time: bool, timeout: float) -> None:
+def outcome(form: LoginForm, timeout: float) -> None:
     """Turn the end of a wait into success or :class:`SessionExpired`."""
     if form.state.done:
         return
