@@ -18,15 +18,25 @@ Rules this module keeps:
 * The keyring is written only when the value changed (macOS asks again after
   every rewrite), and values too long for some backends (Windows Credential
   Manager takes at most 2560 bytes) are split over several entries.
+* Loads, saves and deletes hold a per-user file lock (``filelock``), so two
+  kernels never use the keyring at the same moment: a save's chunks, head and
+  ``@last-user`` entry land together, and a load never sees half a save. The
+  lock also keeps our processes from racing inside the keyring daemon:
+  gnome-keyring 42, given two processes writing at once, now and then reports
+  its default collection missing (which secretstorage answers by trying to
+  create a new one, a prompt) or an item it just wrote missing, and under a
+  sustained load of concurrent writes it was seen to abort.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .errors import Interrupted, KeyringError
@@ -40,6 +50,19 @@ _MISSING = object()
 
 
 WRITE_RETRY_DELAYS = (0.05, 0.2, None)  # a write that fails unexpectedly is tried 3 times
+
+
+def default_lock_path() -> Path:
+    """Where the per-user keyring lock lives: ``$XDG_RUNTIME_DIR`` (a private,
+    per-user directory) when there is one, else the user's cache directory."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        base = Path(runtime)
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "session-magics" / "keyring.lock"
 
 
 class _UnexpectedKeyringFailure(KeyringError):
@@ -175,10 +198,15 @@ class KeyringStore:
         *,
         timeout: float = 10.0,
         allow_plaintext: bool = False,
+        lock_path: str | os.PathLike[str] | None = "",
     ) -> None:
+        """``lock_path``: the file lock shared with other processes; ``""`` (the
+        default) means :func:`default_lock_path`, ``None`` means no lock."""
         self._backend = backend
         self.timeout = timeout
         self.allow_plaintext = allow_plaintext
+        self.lock_path = default_lock_path() if lock_path == "" else lock_path
+        self._file_lock: Any = None
         self._cache: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
         self.reads = 0  # keyring reads made, for tests and benchmarks
@@ -199,6 +227,52 @@ class KeyringStore:
         if reason:
             raise KeyringError(reason)
         return self._backend
+
+    # -- the lock shared with other processes
+    @contextlib.contextmanager
+    def _exclusive(self, what: str) -> Iterator[None]:
+        """Hold the per-user keyring lock (reentrant within a thread) for ``what``.
+
+        If the lock file cannot be created (a read-only home, say) the keyring is
+        used without it: the lock prevents races, it is not a precondition."""
+        lock = self._get_file_lock()
+        acquired = False
+        if lock is not None:
+            from filelock import Timeout
+
+            try:
+                lock.acquire(timeout=self.timeout)
+                acquired = True
+            except Timeout:
+                raise KeyringError(
+                    f"another process using session-magics held the keyring lock "
+                    f"({self.lock_path}) for more than {self.timeout:g} s, so session-magics "
+                    f"could not {what}. It may be waiting for a keyring prompt; answer it "
+                    "or stop that kernel, and try again."
+                ) from None
+            except KeyboardInterrupt:
+                raise Interrupted(f"interrupted while waiting for the keyring lock to {what}") from None
+            except OSError:
+                acquired = False
+        try:
+            yield
+        finally:
+            if acquired:
+                lock.release()
+
+    def _get_file_lock(self) -> Any:
+        if self.lock_path is None:
+            return None
+        if self._file_lock is None:
+            from filelock import FileLock
+
+            path = Path(self.lock_path)
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError:
+                return None
+            self._file_lock = FileLock(path, mode=0o600)
+        return self._file_lock
 
     # -- raw entries
     def _get(self, service: str, user: str, *, fresh: bool) -> str | None:
@@ -281,6 +355,10 @@ class KeyringStore:
 
     # -- tokens
     def load(self, profile: Profile, *, fresh: bool = False) -> Token | None:
+        with self._exclusive("read a token"):
+            return self._load(profile, fresh=fresh)
+
+    def _load(self, profile: Profile, *, fresh: bool) -> Token | None:
         user = profile.user or self.last_user(profile, fresh=fresh)
         if not user:
             return None
@@ -310,6 +388,10 @@ class KeyringStore:
             raise KeyringError("cannot save a token without a user name")
         service = profile.keyring_service
         value = token.to_json()
+        with self._exclusive("save a token"):
+            self._save(service, user, value)
+
+    def _save(self, service: str, user: str, value: str) -> None:
         if len(value) <= CHUNK:
             self._set(service, user, value)
         else:
@@ -320,6 +402,10 @@ class KeyringStore:
         self._set(service, LAST_USER, user)
 
     def delete(self, profile: Profile) -> None:
+        with self._exclusive("delete a token"):
+            self._remove(profile)
+
+    def _remove(self, profile: Profile) -> None:
         user = profile.user or self.last_user(profile)
         if not user:
             return
@@ -335,4 +421,5 @@ class KeyringStore:
         self._delete(service, user)
 
     def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None:
-        return self._get(profile.keyring_service, LAST_USER, fresh=fresh)
+        with self._exclusive("read a token"):
+            return self._get(profile.keyring_service, LAST_USER, fresh=fresh)

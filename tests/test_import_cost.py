@@ -10,7 +10,18 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-HEAVY = ("requests", "urllib3", "keyring", "ipywidgets", "pandas", "numpy", "jmespath", "tqdm", "jwt")
+HEAVY = (
+    "requests",
+    "urllib3",
+    "keyring",
+    "ipywidgets",
+    "pandas",
+    "numpy",
+    "jmespath",
+    "tqdm",
+    "jwt",
+    "filelock",
+)
 
 PROBE = textwrap.dedent(
     """
