@@ -19,6 +19,7 @@ PYTHON    ?= python3
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed-from-pyproject
+LAB_STAMP := $(VENV)/.installed-lab-from-pyproject
 ARTIFACTS ?= artifacts
 CHROMIUM  ?= /usr/bin/chromium
 DEMO_PORT ?= 8765
@@ -26,7 +27,7 @@ PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv system-deps kernels browser-check lint test test-fast demo bench bench-deps clean distclean
+.PHONY: help venv system-deps demo-system-deps kernels browser-check lint test test-fast demo bench bench-deps clean distclean
 
 help:
 	@echo "make test | test-fast | demo | bench | lint | venv | system-deps | kernels | clean | distclean"
@@ -36,18 +37,34 @@ help:
 system-deps:
 	@scripts/install-system-deps.sh
 
+demo-system-deps:
+	@scripts/install-system-deps.sh --demo
+
 venv: $(STAMP)
 
-# pip runs again only when pyproject.toml is newer than the stamp.
+# Creates $(VENV) when it is missing or broken.
+define ENSURE_VENV
+if [ ! -x $(PY) ] || ! $(PY) -m pip --version >/dev/null 2>&1; then \
+  rm -rf $(VENV); \
+  echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
+  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+    echo "'$(PYTHON) -m venv' failed; on Debian install python3-venv" \
+         "(scripts/install-system-deps.sh does)" >&2; exit 1; }; \
+fi
+endef
+
+# pip runs again only when pyproject.toml is newer than the stamp. The [test]
+# extra includes [lab], so a test environment is a demo environment too.
 $(STAMP): pyproject.toml
-	@if [ ! -x $(PY) ] || ! $(PY) -m pip --version >/dev/null 2>&1; then \
-	  rm -rf $(VENV); \
-	  echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
-	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
-	    echo "'$(PYTHON) -m venv' failed; on Debian install python3-venv" \
-	         "(scripts/install-system-deps.sh does)" >&2; exit 1; }; \
-	fi
+	@$(ENSURE_VENV)
 	$(PY) -m pip install --quiet --progress-bar off -e '.[test]'
+	@touch $@ $(LAB_STAMP)
+
+# What `make demo` needs (JupyterLab, the demo API, pandas, matplotlib): a
+# quicker first install than the whole [test] extra.
+$(LAB_STAMP): pyproject.toml
+	@$(ENSURE_VENV)
+	$(PY) -m pip install --quiet --progress-bar off -e '.[lab]'
 	@touch $@
 
 # Extra kernel environments (ipykernel 6.29.x and 7.4.x) for the browser tests.
@@ -113,24 +130,12 @@ security-report: venv
 
 # --- demo ---------------------------------------------------------------------
 
-# The demo API runs in the background for as long as JupyterLab does. It gets
-# its own session (setsid), so the Ctrl+C that asks JupyterLab to shut down
-# does not stop it first; it is stopped when JupyterLab exits.
-demo: venv
-	@export SESSION_MAGICS_DEMO_URL="http://127.0.0.1:$(DEMO_PORT)"; \
-	setsid $(PY) -m session_magics.demo --host 127.0.0.1 --port $(DEMO_PORT) & demo_pid=$$!; \
-	trap 'kill $$demo_pid 2>/dev/null || true; wait $$demo_pid 2>/dev/null || true' EXIT; \
-	trap 'exit 130' INT TERM; \
-	for _ in $$(seq 100); do \
-	  (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_PORT)) 2>/dev/null && break; \
-	  kill -0 $$demo_pid 2>/dev/null || { echo "demo: the demo API exited" >&2; exit 1; }; \
-	  sleep 0.2; \
-	done; \
-	(exec 3<>/dev/tcp/127.0.0.1/$(DEMO_PORT)) 2>/dev/null \
-	  || { echo "demo: nothing listens on port $(DEMO_PORT) after 20 s" >&2; exit 1; }; \
-	echo "demo API at $$SESSION_MAGICS_DEMO_URL"; \
-	root_flag=; [ "$$(id -u)" -ne 0 ] || root_flag=--allow-root; \
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 $$root_flag notebooks/quickstart.ipynb
+# The demo API on 127.0.0.1:$(DEMO_PORT) and JupyterLab on notebooks/quickstart.ipynb
+# (scripts/demo.sh: with a throwaway gnome-keyring where there is no OS keyring).
+# DEMO_ARGS go to `jupyter lab`, e.g. make demo DEMO_ARGS="--no-browser --port 8899".
+DEMO_ARGS ?=
+demo: demo-system-deps $(LAB_STAMP)
+	@scripts/demo.sh $(PY) $(DEMO_PORT) $(DEMO_ARGS)
 
 # --- benchmarks ---------------------------------------------------------------
 

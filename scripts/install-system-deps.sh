@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
 # Install the Debian packages this project needs for its tests and demo.
 #
-#   scripts/install-system-deps.sh [EXTRA_PACKAGE...]
+#   scripts/install-system-deps.sh [--demo] [EXTRA_PACKAGE...]
+#
+# --demo: only what `make demo` needs (no browser).
 #
 # Only packages that are missing are installed; when nothing is missing the
 # script makes no network call and returns in well under a second.
 # Uses sudo when not run as root.
 set -euo pipefail
 
+demo_only=
+if [ "${1-}" = --demo ]; then demo_only=1; shift; fi
+
 packages=(
   python3-venv       # python3 -m venv (Debian's python3 ships without it)
   python3-pip
-  chromium           # headless browser for the JupyterLab tests (/usr/bin/chromium)
-  fonts-dejavu-core  # readable text in screenshots
-  dbus               # dbus-run-session, dbus-send: a private session bus for the tests
+  dbus               # dbus-run-session, dbus-send: a private session bus
   gnome-keyring      # a real Secret Service (org.freedesktop.secrets) behind keyring
-  "$@"
 )
+if [ -z "$demo_only" ]; then
+  packages+=(
+    chromium           # headless browser for the JupyterLab tests (/usr/bin/chromium)
+    fonts-dejavu-core  # readable text in screenshots
+  )
+fi
+packages+=("$@")
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-system-deps: this script supports Debian/Ubuntu (dpkg + apt-get) only." >&2
