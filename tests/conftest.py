@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,26 @@ def kr() -> MemoryKeyring:
 
 
 @pytest.fixture
-def api() -> Iterator[Any]:
-    """A demo API of this test's own (access tokens 300 s, refresh tokens 3600 s)."""
+def forget_stored_tokens(_secret_service_status: str | None) -> Callable[[str], None]:
+    """``forget_stored_tokens(url)``: the private Secret Service (when in use) drops what
+    it holds for ``url``'s origin. A new demo API's port may be one an earlier test's
+    server had, and a token left under it would not be "a fresh keyring"."""
+
+    def forget(url: str) -> None:
+        if _secret_service_status is None:
+            _forget_session_magics_entries(url)
+
+    return forget
+
+
+@pytest.fixture
+def api(forget_stored_tokens: Callable[[str], None]) -> Iterator[Any]:
+    """A demo API of this test's own (access tokens 300 s, refresh tokens 3600 s), with
+    no token stored for its origin at the start."""
     from session_magics.demo import DemoServer
 
     with DemoServer(access_ttl=300, refresh_ttl=3600) as server:
+        forget_stored_tokens(server.url)
         yield server
 
 
@@ -118,9 +133,40 @@ def _secret_service_status() -> str | None:
     return _secret_service_problem()
 
 
+def _forget_session_magics_entries(base_url: str | None = None) -> None:
+    """Delete session-magics token entries from the private Secret Service: all of
+    them, or those of ``base_url``'s origin.
+
+    Demo APIs listen on free ports, and ports get reused: a test must not meet
+    a token that an earlier test (or a kernel it started) stored under the same
+    origin. Holds the store's lock, as kernels still running would."""
+    from contextlib import closing
+
+    import secretstorage
+    from filelock import FileLock
+
+    from session_magics.store import default_lock_path
+
+    lock_path = default_lock_path()
+    lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with FileLock(lock_path, timeout=30), closing(secretstorage.dbus_init()) as bus:
+        collection = secretstorage.get_default_collection(bus)
+        if base_url is None:
+            wanted = lambda service: service.startswith("session-magics ")  # noqa: E731
+        else:
+            from session_magics.profile import Profile
+
+            only = Profile(name="cleanup", base_url=base_url).keyring_service
+            wanted = lambda service: service == only  # noqa: E731
+        for item in list(collection.get_all_items()):
+            if wanted(item.get_attributes().get("service", "")):
+                item.delete()
+
+
 @pytest.fixture
-def secret_service_keyring(_secret_service_status: str | None) -> keyring.backend.KeyringBackend:
-    """``keyring.backends.SecretService.Keyring()`` on the private, throwaway keyring."""
+def secret_service_keyring(_secret_service_status: str | None) -> Iterator[keyring.backend.KeyringBackend]:
+    """``keyring.backends.SecretService.Keyring()`` on the private, throwaway keyring,
+    with no session-magics entry in it at the start and at the end of the test."""
     problem = _secret_service_status
     if problem is not None:
         message = f"no usable Secret Service ({problem}); {SECRET_SERVICE_HOW}"
@@ -129,4 +175,6 @@ def secret_service_keyring(_secret_service_status: str | None) -> keyring.backen
         pytest.skip(f"SKIPPED: REAL SECRET SERVICE TESTS DID NOT RUN: {message}")
     from keyring.backends import SecretService
 
-    return SecretService.Keyring()
+    _forget_session_magics_entries()
+    yield SecretService.Keyring()
+    _forget_session_magics_entries()

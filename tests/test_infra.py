@@ -219,3 +219,21 @@ def test_set_keyring_does_not_leak_between_tests_part_1():
 
 def test_set_keyring_does_not_leak_between_tests_part_2():
     assert not isinstance(keyring.core._keyring_backend, LockedKeyring)
+
+
+def test_session_magics_entries_are_forgotten_between_tests(secret_service_keyring):
+    """The cleanup behind the ``api`` and ``secret_service_keyring`` fixtures removes
+    session-magics entries (one origin, or all) and nothing else."""
+    from tests.conftest import _forget_session_magics_entries
+
+    other = unique_service()
+    ours = ["session-magics http://127.0.0.1:1", "session-magics http://127.0.0.1:10"]
+    for service in [other, *ours]:
+        secret_service_keyring.set_password(service, "alice", "value")
+    _forget_session_magics_entries("http://127.0.0.1:1")
+    assert secret_service_keyring.get_password(ours[0], "alice") is None
+    assert secret_service_keyring.get_password(ours[1], "alice") == "value"  # another port: kept
+    _forget_session_magics_entries()
+    assert secret_service_keyring.get_password(ours[1], "alice") is None
+    assert secret_service_keyring.get_password(other, "alice") == "value"
+    secret_service_keyring.delete_password(other, "alice")

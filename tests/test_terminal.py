@@ -18,9 +18,10 @@ IPYTHON = str(Path(sys.executable).with_name("ipython"))
 
 
 @pytest.fixture
-def api():
+def api(forget_stored_tokens):
     password = "pw-" + secrets.token_hex(6)
     with DemoServer(password=password) as server:
+        forget_stored_tokens(server.url)
         yield server
 
 

@@ -12,9 +12,11 @@ from tests.security.helpers import DEMO_PASSWORD, PASSWORD_ENV, OddAuthServer
 
 
 @pytest.fixture
-def api() -> Iterator[DemoServer]:
-    """A demo API of this test's own (access tokens 300 s, refresh tokens 3600 s)."""
+def api(forget_stored_tokens: Callable[[str], None]) -> Iterator[DemoServer]:
+    """A demo API of this test's own (access tokens 300 s, refresh tokens 3600 s), with
+    no token stored for its origin at the start."""
     with DemoServer(access_ttl=300, refresh_ttl=3600, password=DEMO_PASSWORD) as server:
+        forget_stored_tokens(server.url)
         yield server
 
 
