@@ -245,10 +245,10 @@ class KeyringStore:
                 acquired = True
             except Timeout:
                 raise KeyringError(
-                    f"another process using session-magics held the keyring lock "
-                    f"({self.lock_path}) for more than {self.timeout:g} s, so session-magics "
-                    f"could not {what}. It may be waiting for a keyring prompt; answer it "
-                    "or stop that kernel, and try again."
+                    f"the keyring lock ({self.lock_path}) stayed held for more than "
+                    f"{self.timeout:g} s by another kernel (or another thread of this one) "
+                    f"using the keyring, so session-magics could not {what}. That kernel may "
+                    "be waiting for a keyring prompt: answer it or stop that kernel, and try again."
                 ) from None
             except KeyboardInterrupt:
                 raise Interrupted(f"interrupted while waiting for the keyring lock to {what}") from None
