@@ -286,7 +286,7 @@ def _msg_type(kernel: Any, frames: Any) -> str | None:
 @contextlib.contextmanager
 def _kept_parent(kernel: Any) -> Iterator[None]:
     """Dispatching a message makes it the kernel's "parent" (where output goes):
-    put the waiting cell's parent back afterwards."""
+    put the waiting cell's parent back afterwards, and its "busy" status."""
     parent = _current_parent(kernel)
     try:
         ident = kernel._parent_ident["shell"]
@@ -298,6 +298,25 @@ def _kept_parent(kernel: Any) -> Iterator[None]:
         if parent:
             with contextlib.suppress(Exception):
                 kernel.set_parent(ident, parent, "shell")
+            _busy_again(kernel, parent)
+
+
+def _busy_again(kernel: Any, parent: dict[str, Any]) -> None:
+    """Say "busy" again for the waiting cell after a widget message's "idle".
+
+    Each widget message handled during a wait ends with an ``idle`` status (the
+    kernel's own, or ours: see :func:`_idle_after_comms`), and JupyterLab shows
+    the last status it got: "Idle" in the status bar, and an idle kernel to
+    Jupyter Server (whose culler may stop idle kernels) while the cell still
+    runs. A ``busy`` status whose parent is the waiting cell's execute_request
+    puts that right; the cell's own ``idle`` still comes when it ends."""
+    header = parent.get("header")
+    if not isinstance(header, dict) or header.get("msg_type") != "execute_request":
+        return
+    publish = getattr(kernel, "_publish_status", None)
+    if publish is not None:
+        with contextlib.suppress(Exception):
+            publish("busy", "shell", parent=parent)
 
 
 async def _noop() -> None:
@@ -573,11 +592,13 @@ def _idle_after_comms(kernel: Any) -> Iterator[None]:
         yield
         return
     originals = {t: handlers[t] for t in _COMM_TYPES if t in handlers}
+    cell = _current_parent(kernel)  # the waiting cell's execute_request
 
     def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
         def idle(msg: Any) -> None:
             with contextlib.suppress(Exception):
                 publish("idle", "shell", parent=msg)
+            _busy_again(kernel, cell)
 
         def wrapped(stream: Any, idents: Any, msg: Any) -> Any:
             result = handler(stream, idents, msg)

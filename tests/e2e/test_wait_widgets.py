@@ -28,9 +28,30 @@ def _assert_blocked(nb: NotebookPage, waiting_cell: int) -> None:
     assert "RESULT" not in outs[waiting_cell], outs
 
 
+def _assert_shown_busy(nb: NotebookPage) -> None:
+    """After widget messages were handled, JupyterLab still shows the kernel busy: the
+    toolbar's execution indicator and the status bar, sampled over a second."""
+    nb.page.wait_for_timeout(500)
+    seen = set()
+    for _ in range(5):
+        seen.add(tuple(nb.page.evaluate(_STATUS_JS)))
+        nb.page.wait_for_timeout(200)
+    assert seen == {("busy", True)}, seen
+
+
+_STATUS_JS = """
+() => {
+  const ind = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
+  const bar = document.querySelector('#jp-main-statusbar');
+  return [ind ? ind.getAttribute('data-status') : null, /\\|\\s*Busy/.test(bar ? bar.innerText : '')];
+}
+"""
+
+
 def _log_in(nb: NotebookPage, name: str) -> None:
     nb.page.wait_for_timeout(300)  # let the run settle: the password comes after Run All
     nb.fill_login(PASSWORD, user="alice")
+    _assert_shown_busy(nb)
     nb.screenshot(f"{name}-filled")
     nb.click("Log in")
 
