@@ -253,7 +253,7 @@ class KeyringStore:
             except KeyboardInterrupt:
                 raise Interrupted(f"interrupted while waiting for the keyring lock to {what}") from None
             except OSError:
-                acquired = False
+                pass  # the lock file cannot be opened: go on without the lock
         try:
             yield
         finally:
@@ -263,16 +263,17 @@ class KeyringStore:
     def _get_file_lock(self) -> Any:
         if self.lock_path is None:
             return None
-        if self._file_lock is None:
-            from filelock import FileLock
+        with self._lock:  # one FileLock object: two would exclude each other in one thread
+            if self._file_lock is None:
+                from filelock import FileLock
 
-            path = Path(self.lock_path)
-            try:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError:
-                return None
-            self._file_lock = FileLock(path, mode=0o600)
-        return self._file_lock
+                path = Path(self.lock_path)
+                try:
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                except OSError:
+                    return None
+                self._file_lock = FileLock(path, mode=0o600)
+            return self._file_lock
 
     # -- raw entries
     def _get(self, service: str, user: str, *, fresh: bool) -> str | None:
