@@ -77,9 +77,7 @@ FRONTEND_ENV = "SESSION_MAGICS_FRONTEND"
 
 # Shell messages that are handled while a cell waits. Everything else (above all
 # execute_request) is set aside and handled by the kernel after the cell.
-_DISPATCH_NOW = frozenset(
-    {"comm_open", "comm_msg", "comm_close", "comm_info_request", "kernel_info_request"}
-)
+_DISPATCH_NOW = frozenset({"comm_open", "comm_msg", "comm_close", "comm_info_request", "kernel_info_request"})
 
 
 class CannotWaitHere(SessionMagicsError):
@@ -414,28 +412,26 @@ class _QueuePump:
         if getters and any(not f.done() for f in list(getters)):
             self.kernel.schedule_dispatch(_noop)
 
+    def _due(self) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+        """The queued messages to handle now, in order; the others are set aside."""
+        while self.queue.qsize():
+            item = self.queue.get_nowait()
+            handle = self._classify(item)
+            if handle is None:
+                self.stash.append(item)
+            else:
+                yield handle
+
     def pull_sync(self) -> None:
         self._feed_idle_getter()
         self.stepper.poll()
         self.kernel.shell_stream.flush()
-        while self.queue.qsize():
-            item = self.queue.get_nowait()
-            handle = self._classify(item)
-            if handle is None:
-                self.stash.append(item)
-                continue
-            dispatch, args = handle
+        for dispatch, args in self._due():
             with _kept_parent(self.kernel):
                 self.stepper.run(dispatch(*args))
 
     async def pull_async(self) -> None:
-        while self.queue.qsize():
-            item = self.queue.get_nowait()
-            handle = self._classify(item)
-            if handle is None:
-                self.stash.append(item)
-                continue
-            dispatch, args = handle
+        for dispatch, args in self._due():
             with _kept_parent(self.kernel):
                 try:
                     await dispatch(*args)
@@ -822,9 +818,7 @@ class AwaitMagics:
         return result.splitlines(keepends=True)
 
 
-def install_transformer(
-    ip: Any, magic_names: set[str], runner: str, *, force: bool = False
-) -> bool:
+def install_transformer(ip: Any, magic_names: set[str], runner: str, *, force: bool = False) -> bool:
     """Make cells that call our magics at top level ``await runner(kind, name, line, cell)``.
 
     Installed only where :func:`preferred_wait` is ``"async"`` (a kernel that

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
@@ -60,3 +62,21 @@ class Shell:
         self.run("%unload_ext session_magics")
         self.ip.history_manager.writeout_cache()
         InteractiveShell.clear_instance()
+
+
+@contextlib.contextmanager
+def shell_factory(base: Path) -> Iterator[Callable[[], Shell]]:
+    """``make()`` gives a fresh :class:`Shell` (a new "kernel", its own IPython dir
+    under ``base``); all of them are closed at the end."""
+    shells: list[Shell] = []
+
+    def make() -> Shell:
+        shell = Shell(str(base / f"ipython{len(shells)}"))
+        shells.append(shell)
+        return shell
+
+    try:
+        yield make
+    finally:
+        for shell in shells:
+            shell.close()

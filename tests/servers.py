@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -65,6 +66,13 @@ DEMO_SESSION_CONFIG = DemoConfig(access_ttl=60, refresh_ttl=600, log_level="warn
 
 
 # -- the demo API in a thread --------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

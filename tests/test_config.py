@@ -9,7 +9,7 @@ import time
 import pytest
 
 from session_magics.config import ConfigError, find_project_table, read, user_config_file
-from tests.ipython_helpers import Shell
+from tests.ipython_helpers import shell_factory
 
 PASSWORD_ENV = "SM_CONFIG_PASSWORD"
 SETTINGS = ("timeout", "leeway", "max_pages", "cursor_param", "use_keyring", "allow_plaintext_keyring")
@@ -201,16 +201,8 @@ def test_plaintext_keyring_may_come_from_the_user_file(dirs):
 @pytest.fixture
 def shells(tmp_path, monkeypatch, kr):
     monkeypatch.setenv(PASSWORD_ENV, "penguins")
-    made = []
-
-    def make():
-        shell = Shell(str(tmp_path / f"ipython{len(made)}"))
-        made.append(shell)
-        return shell
-
-    yield make
-    for shell in made:
-        shell.close()
+    with shell_factory(tmp_path) as make:
+        yield make
 
 
 def project_file(project, api, timeout=7):

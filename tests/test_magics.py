@@ -10,24 +10,16 @@ import pytest
 from keyring.backends import fail, null
 
 from session_magics import KeyringError, SessionExpired
-from tests.ipython_helpers import Shell
+from tests.ipython_helpers import shell_factory
 
 PASSWORD_ENV = "SM_TEST_PASSWORD"
 
 
 @pytest.fixture
 def new_shell(tmp_path, monkeypatch):
-    shells = []
     monkeypatch.setenv(PASSWORD_ENV, "penguins")
-
-    def make():
-        shell = Shell(str(tmp_path / f"ipython{len(shells)}"))
-        shells.append(shell)
-        return shell
-
-    yield make
-    for shell in shells:
-        shell.close()
+    with shell_factory(tmp_path) as make:
+        yield make
 
 
 def login(shell, api, extra=""):

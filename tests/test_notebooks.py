@@ -32,6 +32,17 @@ def run_notebook(nb, timeout=120):
     return nb
 
 
+def run_bundled_notebook(name, kernel_env):
+    """notebooks/NAME run against a demo API of its own (random password, given to the
+    kernel as DEMO_PASSWORD): the executed notebook, the API's statistics, the (stopped) API."""
+    password = "pw-" + secrets.token_hex(8)
+    with DemoServer(password=password) as api:
+        kernel_env.setenv("SESSION_MAGICS_DEMO_URL", api.url)
+        kernel_env.setenv("DEMO_PASSWORD", password)
+        nb = run_notebook(nbformat.read(NOTEBOOKS / name, as_version=4))
+        return nb, api.stats(), api
+
+
 def outputs_text(nb):
     parts = []
     for cell in nb.cells:
@@ -43,12 +54,8 @@ def outputs_text(nb):
 
 
 def test_quickstart_runs_headless_with_password_env(secret_service_keyring, kernel_env):
-    password = "pw-" + secrets.token_hex(8)
-    with DemoServer(password=password) as api:
-        kernel_env.setenv("SESSION_MAGICS_DEMO_URL", api.url)
-        kernel_env.setenv("DEMO_PASSWORD", api.config.password)
-        nb = run_notebook(nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4))
-        stats = api.stats()
+    nb, stats, api = run_bundled_notebook("quickstart.ipynb", kernel_env)
+    password = api.config.password
     text = outputs_text(nb)
     assert "Logged in as demo" in text
     assert "Gentoo" in text and "Adelie" in text  # the groupby table
@@ -88,12 +95,8 @@ def test_expired_session_without_credentials_fails_fast_in_nbclient(secret_servi
 
 def test_explore_notebook_paginates_extracts_and_plots(secret_service_keyring, kernel_env):
     """notebooks/explore.ipynb: --all --df to one DataFrame of all 344 penguins, --extract, a plot."""
-    password = "pw-" + secrets.token_hex(8)
-    with DemoServer(password=password) as api:
-        kernel_env.setenv("SESSION_MAGICS_DEMO_URL", api.url)
-        kernel_env.setenv("DEMO_PASSWORD", api.config.password)
-        nb = run_notebook(nbformat.read(NOTEBOOKS / "explore.ipynb", as_version=4))
-        stats = api.stats()
+    nb, stats, api = run_bundled_notebook("explore.ipynb", kernel_env)
+    password = api.config.password
     outputs = {cell.source.splitlines()[0]: cell.outputs for cell in nb.cells if cell.cell_type == "code"}
 
     def plain(first_line):

@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNELS = ("sm-k6", "sm-k7")
@@ -94,12 +95,6 @@ def kernel_pythons(data_dir: Path | None = None) -> dict[str, Path]:
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
@@ -126,7 +121,7 @@ class JupyterLab:
         self.data_dir = base / "data"
         self.settings_dir = base / "lab-settings"
         self.token = secrets.token_hex(16)
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = base / "jupyterlab.log"
         self.kernels = kernels
         self.proc: subprocess.Popen[bytes] | None = None
@@ -172,9 +167,7 @@ class JupyterLab:
             "--ServerApp.allow_root=True",
         ]
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.base
-        )
+        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -298,9 +291,7 @@ class NotebookPage:
     # -- opening and running ---------------------------------------------------
 
     @classmethod
-    def create(
-        cls, lab: JupyterLab, page: Any, cells: Sequence[str], kernel: str, name: str
-    ) -> NotebookPage:
+    def create(cls, lab: JupyterLab, page: Any, cells: Sequence[str], kernel: str, name: str) -> NotebookPage:
         if not name.endswith(".ipynb"):
             name += ".ipynb"
         write_notebook(lab.notebooks / name, cells, kernel)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from session_magics.demo import DemoServer
-from tests.ipython_helpers import Shell
+from tests.ipython_helpers import Shell, shell_factory
 from tests.security.helpers import DEMO_PASSWORD, PASSWORD_ENV, OddAuthServer
 
 
@@ -23,17 +23,9 @@ def api(forget_stored_tokens: Callable[[str], None]) -> Iterator[DemoServer]:
 @pytest.fixture
 def new_shell(tmp_path, monkeypatch) -> Iterator[Callable[[], Shell]]:
     """``new_shell()``: a fresh InteractiveShell (a kernel); the demo password is in $PASSWORD_ENV."""
-    shells: list[Shell] = []
     monkeypatch.setenv(PASSWORD_ENV, DEMO_PASSWORD)
-
-    def make() -> Shell:
-        shell = Shell(str(tmp_path / f"ipython{len(shells)}"))
-        shells.append(shell)
-        return shell
-
-    yield make
-    for shell in shells:
-        shell.close()
+    with shell_factory(tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -69,13 +68,6 @@ def login(shell: Shell, api: Any, extra: str = "") -> CellRun:
 
 def session_of(shell: Shell, url: str) -> Any:
     return shell.magics.sessions[url]
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

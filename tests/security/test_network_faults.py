@@ -11,7 +11,8 @@ import pytest
 
 from session_magics import RequestFailed, SessionMagicsError
 from session_magics.demo import data
-from tests.security.helpers import PASSWORD_ENV, assert_short_error, free_port, login, shown
+from tests.security.helpers import PASSWORD_ENV, assert_short_error, login, shown
+from tests.servers import free_port
 
 
 @pytest.fixture
