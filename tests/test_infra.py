@@ -16,6 +16,7 @@ import pytest
 from keyring.backends import SecretService, chainer
 from keyring.errors import KeyringLocked, PasswordDeleteError, PasswordSetError
 
+from tests.conftest import cannot_run, keyring_restored
 from tests.keyrings import (
     FailingWriteKeyring,
     HangingKeyring,
@@ -90,9 +91,7 @@ def test_large_values_round_trip(secret_service_keyring, size):
 def test_wrapper_uses_a_throwaway_keyring_and_passes_the_exit_code(tmp_path):
     """Two runs share nothing, nothing can be D-Bus-activated, CMD's exit code comes back."""
     if not all(shutil.which(t) for t in ("dbus-run-session", "gnome-keyring-daemon")):
-        if os.environ.get("CI") or os.environ.get("SESSION_MAGICS_SECRET_SERVICE") == "1":
-            pytest.fail("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
-        pytest.skip("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
+        cannot_run("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
     service = unique_service()
     script = (
         "import os, sys\n"
@@ -213,12 +212,14 @@ def test_hanging_keyring_gives_up_after_max_block():
     assert ring.entries == {}
 
 
-def test_set_keyring_does_not_leak_between_tests_part_1():
-    keyring.set_keyring(LockedKeyring())
-
-
-def test_set_keyring_does_not_leak_between_tests_part_2():
-    assert not isinstance(keyring.core._keyring_backend, LockedKeyring)
+def test_set_keyring_does_not_leak_out_of_a_test():
+    """What the autouse fixture does between tests, checked within one test (so the
+    result does not depend on test order)."""
+    before = keyring.core._keyring_backend
+    with keyring_restored():
+        keyring.set_keyring(LockedKeyring())
+        assert isinstance(keyring.core._keyring_backend, LockedKeyring)
+    assert keyring.core._keyring_backend is before
 
 
 def test_session_magics_entries_are_forgotten_between_tests(secret_service_keyring):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from pathlib import Path
 
 import nbformat
@@ -82,11 +81,10 @@ def test_expired_session_without_credentials_fails_fast_in_nbclient(secret_servi
             nbformat.v4.new_code_cell("%%api\nGET /me"),
             nbformat.v4.new_code_cell("print('NOT REACHED')"),
         ]
-        started = time.monotonic()
         with pytest.raises(CellExecutionError) as info:
             run_notebook(nb2, timeout=60)
-        elapsed = time.monotonic() - started
-    assert elapsed < 30, elapsed
+    # A cell that waited for a form would end in nbclient's CellTimeoutError (60 s),
+    # which is not the CellExecutionError expected here.
     assert "Already logged in" in outputs_text(nb2)  # the stored token was reused first
     assert "NoFrontendError" in str(info.value) and "nobody can be asked" in str(info.value)
     assert "Session expired" in str(info.value)

@@ -5,13 +5,13 @@ sm-k7)."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import cannot_run
 from tests.e2e.harness import (
     CHROMIUM,
     KERNELS,
@@ -20,12 +20,6 @@ from tests.e2e.harness import (
     launch_browser,
     screenshots_dir,
 )
-
-
-def _skip_or_fail(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +38,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        _skip_or_fail(f"{CHROMIUM} is missing (scripts/install-system-deps.sh installs it)")
+        cannot_run(f"{CHROMIUM} is missing (scripts/install-system-deps.sh installs it)")
     with launch_browser() as b:
         yield b
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,19 @@ from tests.e2e.harness import kernel_pythons
 
 CELLS = [
     "from session_magics import waiting\nprint('FRONTEND', waiting.frontend())",
+    # No timeout (None): a wait that did not fail at once would hang until nbclient's
+    # own cell timeout, which fails the test with CellTimeoutError.
     """\
-import time
-started = time.monotonic()
 try:
     waiting.wait_for(lambda: False, None)
 except Exception as exc:
-    print('SYNC', type(exc).__name__, time.monotonic() - started < 5)
+    print('SYNC', type(exc).__name__, isinstance(exc, waiting.NoFrontendError))
 """,
     """\
-started = time.monotonic()
 try:
     await waiting.wait_for_async(lambda: False, None)
 except Exception as exc:
-    print('ASYNC', type(exc).__name__, time.monotonic() - started < 5)
+    print('ASYNC', type(exc).__name__, isinstance(exc, waiting.NoFrontendError))
 """,
 ]
 
@@ -56,9 +54,7 @@ def test_nbclient_gets_none_quickly(
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
     client = NotebookClient(nb, kernel_name=kernel, timeout=60, startup_timeout=60)
-    started = time.monotonic()
     client.execute()
-    elapsed = time.monotonic() - started
 
     def text(i: int) -> str:
         return "".join(o.get("text", "") for o in nb.cells[i].outputs)
@@ -66,7 +62,6 @@ def test_nbclient_gets_none_quickly(
     assert text(0).strip() == "FRONTEND none"
     assert text(1).strip() == "SYNC NoFrontendError True"
     assert text(2).strip() == "ASYNC NoFrontendError True"
-    assert elapsed < 45, f"took {elapsed:.1f} s"
 
 
 NBCLIENT_RUN = """

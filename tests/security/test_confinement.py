@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+import trustme
 
 from session_magics import ProfileError, RequestFailed, RequestSyntaxError
 from session_magics.demo import DemoServer
@@ -143,7 +144,6 @@ def test_redirect_with_userinfo_in_the_location_sends_no_basic_auth(shell, api, 
 # ------------------------------------------------------------------ https
 @pytest.fixture
 def tls_api(tmp_path, monkeypatch):
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     with TLSDemoServer(ca, str(tmp_path), password="tls-Pa55word-99") as server:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_path)
@@ -183,7 +183,6 @@ def test_https_profile_sends_nothing_over_http_to_its_own_host(kr, new_shell, re
 
 
 def test_untrusted_certificate_is_a_short_error_and_sends_no_password(tmp_path, kr, new_shell, monkeypatch):
-    trustme = pytest.importorskip("trustme")
     with TLSDemoServer(trustme.CA(), str(tmp_path), password="tls-Pa55word-99") as server:
         monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
         monkeypatch.setenv("CURL_CA_BUNDLE", "")
