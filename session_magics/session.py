@@ -27,31 +27,35 @@ decision; :meth:`ApiSession.request` is the synchronous driver.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-from .errors import Interrupted, LoginError, RequestFailed, SessionExpired, SessionMagicsError
-from .profile import Profile, origin_of, url_problem
+from .errors import LoginError, RequestFailed, SessionExpired
+from .profile import Profile
 from .store import KeyringStore, MemoryStore, TokenStore
 from .tokens import Token, parse_token_response
+from .transport import (
+    DEFAULT_TIMEOUT,
+    TokenAuth,
+    Transport,
+    carried,
+    redact_message,
+    safe_url,
+    scrub,
+    shield,
+)
 
 if TYPE_CHECKING:
     import requests
 
     from .result import ApiResult
 
-DEFAULT_TIMEOUT = 30.0
 # After a failed refresh, the store is read at these intervals for a token another kernel
 # got with the same refresh token and is still saving (about a second in all).
 REFRESH_RACE_WAITS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)
-RETRY_AFTER_MAX = 10.0  # a longer Retry-After is not waited for: the answer is shown at once
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-USER_AGENT = "session-magics/0.1"
 
 
 @dataclass(frozen=True)
@@ -71,155 +75,6 @@ class NeedLogin:
 LoginDriver = Callable[[NeedLogin], None]
 
 
-def redact_message(text: str, *secrets: str | None) -> str:
-    """``text`` with every secret (also URL- or JSON-escaped, as servers echo them) hidden."""
-    from urllib.parse import quote, quote_plus
-
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            for form in {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}:
-                text = text.replace(form, "●●●●")
-    return text
-
-
-@contextmanager
-def _shield(what: str, error: type[SessionMagicsError], *secrets: str | None) -> Iterator[None]:
-    """Let only our own errors out of code that holds a secret.
-
-    Any other exception becomes ``error`` with a redacted one-line message, and Ctrl+C
-    becomes :class:`~session_magics.errors.Interrupted`: both are shown by IPython as a
-    line, never as a traceback, whose ``Verbose`` mode would print the local variables
-    (passwords, payloads, headers) of every frame in it.
-    """
-    try:
-        yield
-    except SessionMagicsError as exc:
-        text = redact_message(str(exc), *secrets)
-        if text != str(exc):
-            raise type(exc)(text) from None
-        raise
-    except Interrupted:
-        raise
-    except KeyboardInterrupt:
-        raise Interrupted(f"{what}: interrupted") from None
-    except Exception as exc:
-        raise error(redact_message(f"{what} failed: {type(exc).__name__}: {exc}", *secrets)) from None
-
-
-def _make_retry(**kwargs: Any) -> Any:
-    """urllib3's Retry, except that a Retry-After longer than RETRY_AFTER_MAX ends the retries
-    (an hour's wait would block the kernel): the answer is returned as it is."""
-    from urllib3.exceptions import MaxRetryError, ResponseError
-    from urllib3.util.retry import Retry
-
-    class _Retry(Retry):
-        def increment(
-            self,
-            method: str | None = None,
-            url: str | None = None,
-            response: Any = None,
-            error: Exception | None = None,
-            _pool: Any = None,
-            _stacktrace: Any = None,
-        ) -> Self:
-            if response is not None:
-                wait = self.get_retry_after(response)
-                if wait is not None and wait > RETRY_AFTER_MAX:
-                    raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {wait:g} s"))
-            return super().increment(method, url, response, error, _pool, _stacktrace)
-
-    return _Retry(**kwargs)
-
-
-def _build_http(profile: Profile) -> requests.Session:
-    """A requests.Session that never hands a credential to another origin.
-
-    requests strips ``Authorization`` on redirects to another host, but not a custom
-    header such as ``X-API-Key``, and it re-applies ``.netrc`` credentials after a
-    redirect. Here every redirect drops the profile's header unless the new URL
-    is the profile's own origin, and ``.netrc`` is never consulted (every request
-    carries an explicit auth object, which also keeps ``.netrc`` out of the first hop).
-    Proxies and CA bundles from the environment still apply (``trust_env``).
-    """
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    header = profile.header
-
-    class _Session(requests.Session):
-        def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
-            url = prepared_request.url or ""
-            headers = prepared_request.headers
-            if not profile.owns(url):
-                headers.pop(header, None)
-                old = origin_of(response.request.url or "")
-                if old is None or old != origin_of(url):
-                    headers.pop("Authorization", None)
-                    headers.pop("Proxy-Authorization", None)
-
-    http = _Session()
-    http.headers["User-Agent"] = USER_AGENT
-    retry_kwargs: dict[str, Any] = dict(
-        total=2,
-        connect=0,
-        read=0,
-        redirect=None,
-        status=2,
-        other=0,
-        allowed_methods=IDEMPOTENT,
-        status_forcelist=(429, 503),
-        backoff_factor=0.5,
-        backoff_max=10,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
-    adapter = HTTPAdapter(max_retries=_make_retry(**retry_kwargs))
-    http.mount("http://", adapter)
-    http.mount("https://", adapter)
-    return http
-
-
-class _NoAuth:
-    """An auth object that adds nothing: its presence keeps requests from reading .netrc."""
-
-    def __call__(self, request: Any) -> Any:
-        return request
-
-
-class _TokenAuth:
-    """Adds the token header to a *prepared* request, and only if that request's URL — as
-    requests will send it — belongs to the profile's origin. (Also keeps .netrc out.)"""
-
-    def __init__(self, profile: Profile, name: str, value: str) -> None:
-        self.profile = profile
-        self.name = name
-        self.value = value
-
-    def __call__(self, request: Any) -> Any:
-        if self.profile.owns(request.url or ""):
-            request.headers[self.name] = self.value
-        return request
-
-    def __repr__(self) -> str:
-        return f"<token for {self.profile.origin_text}>"
-
-
-def _carried(resp: requests.Response, name: str, value: str) -> bool:
-    """Whether the request that got ``resp`` (the last hop of redirects) carried our token."""
-    req = resp.request
-    return req is not None and req.headers.get(name) == value
-
-
-def _scrub(resp: requests.Response, name: str, value: str) -> None:
-    """Hide the token in the requests kept by ``resp`` (``result.response.request.headers``)."""
-    scheme = value.split(" ", 1)[0] + " " if " " in value else ""
-    for hop in (*resp.history, resp):
-        req = hop.request
-        if req is not None and req.headers.get(name) == value:
-            req.headers[name] = f"{scheme}●●●●●●"
-
-
 class ApiSession:
     """The token and HTTP session of one profile."""
 
@@ -235,12 +90,11 @@ class ApiSession:
         if store is None:
             store = KeyringStore() if profile.use_keyring else MemoryStore()
         self.store: TokenStore = store
-        self.timeout = timeout
+        self.transport = Transport(profile, timeout=timeout)
         self.leeway = leeway
         self._token: Token | None = None
         self._loaded = False
         self._lock = threading.RLock()  # single-flight refresh and token swaps
-        self._http_session: requests.Session | None = None
         self.storage_warning: str | None = None
 
     def __repr__(self) -> str:
@@ -249,96 +103,19 @@ class ApiSession:
 
     # ------------------------------------------------------------------ HTTP
     @property
-    def http(self) -> requests.Session:
-        if self._http_session is None:
-            self._http_session = _build_http(self.profile)
-        return self._http_session
+    def timeout(self) -> float:
+        return self.transport.timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self.transport.timeout = value
 
     def close(self) -> None:
-        if self._http_session is not None:
-            self._http_session.close()
-            self._http_session = None
+        self.transport.close()
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        data: Any = None,
-        json_body: Any = None,
-        timeout: float | None = None,
-        stream: bool = False,
-        auth: Any = None,
-        secrets: tuple[str | None, ...] = (),
-    ) -> requests.Response:
-        """Send one request (redirects followed); every failure is a one-line RequestFailed.
-
-        ``secrets`` are hidden in every message. Nothing but RequestFailed and
-        Interrupted leaves: the frames below hold the headers.
-        """
-        problem = url_problem(url)
-        if problem:
-            raise RequestFailed(f"{method} {_safe_url(url)}: not sent: {problem}")
-        with _shield(f"{method} {_safe_url(url)}", RequestFailed, *secrets):
-            return self._send_checked(method, url, headers, data, json_body, timeout, stream, auth)
-
-    def _send_checked(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str] | None,
-        data: Any,
-        json_body: Any,
-        timeout: float | None,
-        stream: bool,
-        auth: Any,
-    ) -> requests.Response:
-        import requests
-
-        try:
-            return self.http.request(
-                method,
-                url,
-                headers=headers,
-                data=data,
-                json=json_body,
-                timeout=timeout or self.timeout,
-                auth=auth or _NoAuth(),
-                allow_redirects=True,
-                stream=stream,
-            )
-        except requests.exceptions.InvalidURL as exc:
-            raise RequestFailed(f"{method} {_safe_url(url)}: invalid URL ({exc})") from None
-        except requests.exceptions.MissingSchema:
-            raise RequestFailed(f"{method} {_safe_url(url)}: the URL needs http:// or https://") from None
-        except requests.exceptions.ConnectTimeout:
-            raise RequestFailed(
-                f"{method} {_safe_url(url)}: could not connect within {timeout or self.timeout:g} s"
-            ) from None
-        except requests.exceptions.Timeout:
-            raise RequestFailed(self._no_answer(method, url, timeout)) from None
-        except requests.exceptions.SSLError as exc:
-            raise RequestFailed(f"{method} {_safe_url(url)}: TLS error ({_root_cause(exc)})") from None
-        except requests.exceptions.ConnectionError as exc:
-            from urllib3.exceptions import ReadTimeoutError
-
-            # A read timeout counted by urllib3's Retry arrives wrapped in a ConnectionError.
-            if isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), ReadTimeoutError):
-                raise RequestFailed(self._no_answer(method, url, timeout)) from None
-            raise RequestFailed(f"{method} {_safe_url(url)}: {_connection_reason(exc)}") from None
-        except requests.exceptions.TooManyRedirects:
-            raise RequestFailed(f"{method} {_safe_url(url)}: too many redirects") from None
-        except requests.exceptions.RequestException as exc:
-            raise RequestFailed(
-                f"{method} {_safe_url(url)}: {type(exc).__name__}: {_root_cause(exc)}"
-            ) from None
-
-    def _no_answer(self, method: str, url: str, timeout: float | None) -> str:
-        return (
-            f"{method} {_safe_url(url)}: no answer within {timeout or self.timeout:g} s "
-            "(raise it with --timeout)"
-        )
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send one request through the transport (see :meth:`Transport.send`)."""
+        return self.transport.send(method, url, **kwargs)
 
     # ---------------------------------------------------------------- tokens
     @property
@@ -429,7 +206,7 @@ class ApiSession:
         if data is None:
             what = "a body that is not valid JSON" if "json" in ctype.lower() else ctype or "no content type"
             raise LoginError(
-                f"{_safe_url(url)} answered {resp.status_code} with {what}, not a token in JSON: "
+                f"{safe_url(url)} answered {resp.status_code} with {what}, not a token in JSON: "
                 "is the login endpoint right (--login)?"
             )
         return data
@@ -440,7 +217,7 @@ class ApiSession:
             raise LoginError("a user name is needed")
         if not password:
             raise LoginError("the password is empty")
-        with _shield(f"logging in at {self.profile.origin_text}", LoginError, password):
+        with shield(f"logging in at {self.profile.origin_text}", LoginError, password):
             url = self.profile.url(self.profile.login)
             if self.profile.body == "json":
                 payload = {"username": user, "password": password}
@@ -460,7 +237,7 @@ class ApiSession:
             raise LoginError(
                 "a token has no spaces or control characters (paste the token only, without its scheme)"
             )
-        with _shield("keeping the token", LoginError, secret):
+        with shield("keeping the token", LoginError, secret):
             user = user or self.profile.user or "token"
             self.profile.user = user
             from .tokens import jwt_expiry
@@ -494,7 +271,7 @@ class ApiSession:
                 payload = {"grant_type": "refresh_token", **payload}
             secrets = (current.refresh_token, current.access_token)
             try:
-                with _shield("refreshing the token", LoginError, *secrets):
+                with shield("refreshing the token", LoginError, *secrets):
                     data = self._post_credentials(url, payload, secrets)
                     token = parse_token_response(
                         data, fields=self.profile.fields, user=current.user, previous=current
@@ -535,9 +312,7 @@ class ApiSession:
             current = self._token if self._loaded else None
         stored = self._stored_newer_than(current)
         with self._lock:
-            if stored is not None and (
-                self._token is None or stored.obtained_at > self._token.obtained_at
-            ):
+            if stored is not None and (self._token is None or stored.obtained_at > self._token.obtained_at):
                 self._token = stored
             self._loaded = True
             return self._token
@@ -603,17 +378,17 @@ class ApiSession:
             hdrs[key] = value
         has_own = any(k.lower() == self.profile.header.lower() for k in hdrs)
         authenticate = auth and not has_own and self.profile.owns(full_url)
-        carried = False  # whether the last answer came to a request that carried the token
+        token_went = False  # whether the last answer came to a request that carried the token
 
         def send(token: Token | None) -> requests.Response:
-            nonlocal carried
+            nonlocal token_went
             # The token is added by an auth hook on the prepared request: the URL checked
             # is the one requests sends, not the one written in the cell.
             auth_hook = None
             secrets: tuple[str, ...] = ()
             if authenticate and token is not None:
                 name, value = self.auth_header(token)
-                auth_hook = _TokenAuth(self.profile, name, value)
+                auth_hook = TokenAuth(self.profile, name, value)
                 secrets = (token.access_token,)
             started = time.perf_counter()
             resp = self._send(
@@ -627,9 +402,9 @@ class ApiSession:
                 secrets=secrets,
             )
             resp.elapsed_total = time.perf_counter() - started  # type: ignore[attr-defined]
-            carried = auth_hook is not None and _carried(resp, auth_hook.name, auth_hook.value)
+            token_went = auth_hook is not None and carried(resp, auth_hook.name, auth_hook.value)
             if auth_hook is not None:
-                _scrub(resp, auth_hook.name, auth_hook.value)
+                scrub(resp, auth_hook.name, auth_hook.value)
             return resp
 
         def result(resp: requests.Response) -> ApiResult:
@@ -652,7 +427,7 @@ class ApiSession:
                 if token is None:
                     raise SessionExpired(f"Not logged in at {self.profile.origin_text}: run %login again")
             resp = send(token)
-            if resp.status_code not in self.profile.expired_statuses or not carried:
+            if resp.status_code not in self.profile.expired_statuses or not token_went:
                 # Not about our token: a 401 from another origin reached by a redirect (the
                 # token was dropped on the way) is that server's answer, and costs nothing.
                 return result(resp)
@@ -709,46 +484,6 @@ def drive(flow: Generator[NeedLogin, None, Any], on_login: LoginDriver) -> Any:
             need = flow.send(None)
     except StopIteration as stop:
         return stop.value
-
-
-def _safe_url(url: str) -> str:
-    """A URL for messages: user info hidden, control characters escaped (one line), query
-    kept (our own URLs carry no secrets)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    url = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in url)
-    if len(url) > 300:
-        url = url[:300] + "…"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
-    return urlunsplit(parts)
-
-
-def _root_cause(exc: BaseException) -> str:
-    seen = exc
-    while seen.__context__ is not None and seen.__context__ is not seen:
-        seen = seen.__context__
-    args = getattr(exc, "args", ())
-    inner = args[0] if args else None
-    reason = getattr(inner, "reason", None)
-    return str(reason or seen)
-
-
-def _connection_reason(exc: BaseException) -> str:
-    text = repr(exc)
-    if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
-        return "the host name could not be resolved (DNS): check the URL"
-    if "Connection refused" in text or "ConnectionRefusedError" in text:
-        return "connection refused: is the server running, and is the port right?"
-    if "Connection reset" in text:
-        return "the server closed the connection"
-    if "Max retries exceeded" in text and "ResponseError" in text:
-        return "the server kept answering with errors (retries exhausted)"
-    return f"connection failed ({_root_cause(exc)})"
 
 
 def _server_error(resp: requests.Response, data: Any) -> str:
