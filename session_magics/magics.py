@@ -141,22 +141,25 @@ class SessionMagics(Magics):
         variable is not set: a person is asked instead, or, with nobody to ask, the
         error names the variable).
         """
-        import os
+        from .redact import take_from_environment
 
         profile = session.profile
         var = profile.token_env or profile.password_env
         if var is None:
             return ""
-        # The secret goes straight from the environment to the session: no local variable
-        # here holds it (IPython's Verbose tracebacks show local variables).
-        if not os.environ.get(var):
+        # Read once, then removed from the environment (%env, child processes) and kept
+        # in memory for later logins. No local variable here holds the secret itself
+        # (IPython's Verbose tracebacks show local variables): only a Secret, whose repr
+        # shows nothing.
+        kept = take_from_environment(var)
+        if kept is None:
             return f"${var} is not set"
         if profile.token_env:
-            session.use_token(os.environ[var], profile.user)
+            session.use_token(kept.reveal(), profile.user)
         else:
             if not profile.user:
                 raise ProfileError("--password-env needs --user NAME")
-            session.login(profile.user, os.environ[var])
+            session.login(profile.user, kept.reveal())
         return None
 
     def _ask(self, session: ApiSession, title: str) -> Generator[Any, None, None]:
@@ -343,9 +346,14 @@ class SessionMagics(Magics):
         "--password-env",
         metavar="VAR",
         help="Take the password from this environment variable (if unset: ask, or fail "
-        "at once where nobody can be asked).",
+        "at once where nobody can be asked). Once read, VAR is removed from the environment "
+        "(%%env, child processes); the kernel keeps the value in memory for later logins.",
     )
-    @argument("--token-env", metavar="VAR", help="Take the token from this environment variable (likewise).")
+    @argument(
+        "--token-env",
+        metavar="VAR",
+        help="Take the token from this environment variable (likewise, and likewise removed once read).",
+    )
     @argument("--access-field", metavar="PATH", help="Field of the token response holding the token.")
     @argument("--refresh-field", metavar="PATH", help="Field holding the refresh token.")
     @argument("--expires-field", metavar="PATH", help="Field holding the lifetime in seconds.")

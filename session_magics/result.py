@@ -8,6 +8,11 @@
   collapsible tree in JupyterLab) when it is small, else a truncated preview, and
   tables as a bounded HTML table. A 10 MB answer never puts 10 MB into a notebook.
 * ``headers_text()`` shows headers with credentials redacted.
+
+Every display (text, HTML, the JSON tree), the ``repr`` and ``headers_text()`` hide
+the session's secrets wherever the server echoes them (``redactor``: a body, a
+header, the URL; plain, URL-, JSON- or HTML-escaped). ``.data``, ``.text``,
+``.json()`` and ``.df`` give the answer as it came.
 """
 
 from __future__ import annotations
@@ -112,6 +117,9 @@ class ApiResult:
         self.json_error: str | None = None  # why a body declared as JSON did not parse
         self.saved_to: str | None = None  # --save: the file that holds the body
         self.saved_bytes = 0
+        from .redact import Redactor
+
+        self.redactor = Redactor()  # the secrets hidden in every display (set by the session)
 
     # -- requests.Response look-alike
     @property
@@ -207,19 +215,19 @@ class ApiResult:
             lines.append(">")
         lines.append(f"< {self.status_code} {self.reason}")
         lines += [f"< {k}: {v}" for k, v in redact_headers(self.headers, self.extra_redacted)]
-        return "\n".join(lines)
+        return self.redactor.text("\n".join(lines))
 
     # -- display
     def summary(self) -> str:
         size = self.saved_bytes if self.saved_to is not None else len(self.content)
         ctype = self.headers.get("Content-Type", "").split(";")[0] or "no content type"
-        return (
+        return self.redactor.text(
             f"{self.method} {self.url} → {self.status_code} {self.reason} "
             f"· {self.elapsed * 1000:.0f} ms · {_size(size)} {ctype}"
         )
 
     def __repr__(self) -> str:
-        return f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>"
+        return self.redactor.text(f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>")
 
     @property
     def retries(self) -> int:
@@ -241,7 +249,7 @@ class ApiResult:
             text += f"; it asks to wait before trying again (Retry-After: {wait[:40]})"
         if self.retries:
             text += f"; sent {self.retries + 1} times in all (idempotent requests are retried)"
-        return text
+        return self.redactor.text(text)
 
     def save(self, path: str, *, chunk_size: int = 1 << 16) -> int:
         """Write the body to ``path`` in chunks, never holding all of it; returns its size.
@@ -282,6 +290,9 @@ class ApiResult:
         return written
 
     def _preview_text(self) -> str:
+        return self.redactor.text(self._raw_preview_text())
+
+    def _raw_preview_text(self) -> str:
         if self.saved_to is not None:
             return f"The body ({_size(self.saved_bytes)}) was saved to {self.saved_to}."
         data = self.data
@@ -310,7 +321,7 @@ class ApiResult:
         shown = records[:MAX_TABLE_ROWS]
         from .render import html_table
 
-        table = html_table(shown, max_cols=30)  # no pandas import just to show 20 rows
+        table = html_table(self.redactor.data(shown), max_cols=30)  # no pandas import just to show 20 rows
         more = len(records) - len(shown)
         note = (
             f"<div><em>{len(records):,} records, first {len(shown)} shown; all in .df</em></div>"
@@ -337,14 +348,14 @@ class ApiResult:
         summary = self.summary()
         problem = "" if self.ok else f"\nHTTP {self.status_code} {self.reason}: {self.problem()}."
         text = f"{summary}{problem}\n{self._preview_text()}"
-        bundle: dict[str, Any] = {"text/plain": text}
+        bundle: dict[str, Any] = {"text/plain": self.redactor.text(text)}
         if self.json_tree:
-            bundle["application/json"] = self.data
+            bundle["application/json"] = self.redactor.data(self.data)
             return bundle, {"application/json": {"expanded": False, "root": "data"}}
         color = "#2e7d32" if self.ok else "#c62828"
         head = f'<div style="font-family:monospace;color:{color}">{html.escape(summary)}</div>'
         if not self.ok:
-            status = html.escape(f"HTTP {self.status_code} {self.reason}")
+            status = html.escape(self.redactor.text(f"HTTP {self.status_code} {self.reason}"))
             head += f'<div style="color:{color}"><b>{status}</b>: {html.escape(self.problem())}.</div>'
         table = self._table_html() if self.ok else None
         body = table if table is not None else f"<pre>{html.escape(self._preview_text())}</pre>"

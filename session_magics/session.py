@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import LoginError, RequestFailed, SessionExpired
 from .profile import Profile
+from .redact import Redactor, sealed
 from .store import KeyringStore, MemoryStore, TokenStore
 from .tokens import Token, parse_token_response
 from .transport import (
@@ -211,6 +212,7 @@ class ApiSession:
             )
         return data
 
+    @sealed(lambda self, user, password: (password,))
     def login(self, user: str, password: str) -> Token:
         """Log in with a user name and password; the password is used for this request only."""
         if not user:
@@ -228,6 +230,7 @@ class ApiSession:
             self.profile.user = user
             return self._remember(token)
 
+    @sealed(lambda self, secret, user=None: (secret,))
     def use_token(self, secret: str, user: str | None = None) -> Token:
         """Keep a pasted API token or personal access token (``--token``)."""
         secret = secret.strip()
@@ -250,6 +253,7 @@ class ApiSession:
             )
             return self._remember(token)
 
+    @sealed(lambda self, stale=None: _secrets_of(self._token))
     def refresh(self, stale: Token | None = None) -> Token | None:
         """Renew the token with its refresh token; None when that is impossible.
 
@@ -317,6 +321,7 @@ class ApiSession:
             self._loaded = True
             return self._token
 
+    @sealed(lambda self: _secrets_of(self._token))
     def logout(self) -> list[str]:
         """Revoke (when the profile has a revoke endpoint), then forget. Returns notes."""
         notes: list[str] = []
@@ -343,6 +348,15 @@ class ApiSession:
                     notes.append(f"could not revoke: {exc}")
         self.forget()
         return notes
+
+    def redactor(self) -> Redactor:
+        """What displays of this session's answers hide: its tokens (and secrets kept for
+        logins, see :func:`~session_magics.redact.kept_secrets`)."""
+        from .redact import kept_secrets
+
+        with self._lock:
+            token = self._token
+        return Redactor((*_secrets_of(token), *kept_secrets()))
 
     def auth_header(self, token: Token) -> tuple[str, str]:
         scheme = self.profile.scheme
@@ -410,6 +424,7 @@ class ApiSession:
         def result(resp: requests.Response) -> ApiResult:
             answer = ApiResult(resp, method=method)
             answer.extra_redacted = (self.profile.header,)
+            answer.redactor = self.redactor()  # a server echoing the token: not in displays
             return answer
 
         if not authenticate:
@@ -473,6 +488,10 @@ class ApiSession:
                 f"run %login again (the stored token was removed)."
             )
         raise SessionExpired(f"Not logged in at {self.profile.origin_text}: run %login first.")
+
+
+def _secrets_of(token: Token | None) -> tuple[str | None, ...]:
+    return (token.access_token, token.refresh_token) if token is not None else ()
 
 
 def drive(flow: Generator[NeedLogin, None, Any], on_login: LoginDriver) -> Any:

@@ -41,11 +41,13 @@ from typing import Any, Protocol, TypeVar
 
 from .errors import Interrupted, KeyringError
 from .profile import Profile
+from .redact import redact_message, sealed
 from .tokens import Token
 
 T = TypeVar("T")
 LAST_USER = "@last-user"
 CHUNK = 1000  # characters per entry: Windows Credential Manager takes 2560 bytes of UTF-16
+MAX_CHUNKS = 1000  # a head claiming more is damaged (a token of 1 MB is absurd already)
 _MISSING = object()
 
 
@@ -67,6 +69,10 @@ def default_lock_path() -> Path:
 
 class _UnexpectedKeyringFailure(KeyringError):
     """A backend failed with something other than keyring's own errors (possibly a race)."""
+
+
+class _BackendAborted(KeyringError):
+    """A backend raised a BaseException that is not an Exception (SystemExit, say)."""
 
 
 class TokenStore(Protocol):
@@ -104,9 +110,23 @@ class MemoryStore:
         return self._last.get(profile.keyring_service)
 
 
-def _call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
+def _call_with_timeout(
+    fn: Callable[[], T],
+    timeout: float,
+    what: str,
+    on_late: Callable[[], None] | None = None,
+    outliving: list[threading.Thread] | None = None,
+) -> T:
+    """``fn()`` in a daemon thread, waited for at most ``timeout`` seconds.
+
+    ``on_late`` runs in that thread if ``fn`` finishes after the caller stopped waiting
+    (timed out or interrupted): a keyring write that lands late can be undone there.
+    The thread of such a call is added to ``outliving``.
+    """
     box: dict[str, Any] = {}
     done = threading.Event()
+    state = threading.Lock()
+    abandoned = False
 
     def run() -> None:
         try:
@@ -114,15 +134,31 @@ def _call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
         except BaseException as exc:  # handed to the caller below
             box["error"] = exc
         finally:
-            done.set()
+            with state:
+                late = abandoned
+                done.set()
+            if late and on_late is not None:
+                with contextlib.suppress(Exception):
+                    on_late()
 
-    threading.Thread(target=run, name="session-magics-keyring", daemon=True).start()
+    thread = threading.Thread(target=run, name="session-magics-keyring", daemon=True)
+    thread.start()
     try:
         answered = done.wait(timeout)
     except KeyboardInterrupt:
+        with state:
+            abandoned = not done.is_set()
+        if abandoned and outliving is not None:
+            outliving.append(thread)
         # The caller's frames hold the value being saved: leave as one line (Interrupted).
         raise Interrupted(f"interrupted while waiting for the OS keyring to {what}") from None
     if not answered:
+        with state:
+            answered = done.is_set()  # it may have finished just now
+            abandoned = not answered
+    if not answered:
+        if outliving is not None:
+            outliving.append(thread)
         raise KeyringError(
             f"the OS keyring did not answer within {timeout:g} s while trying to {what}. "
             "It may be locked and waiting for a password prompt that cannot be shown here. "
@@ -130,7 +166,14 @@ def _call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
             "to keep the token in memory for this kernel only."
         )
     if "error" in box:
-        raise box["error"]
+        error = box.pop("error")
+        if isinstance(error, KeyboardInterrupt):
+            raise Interrupted(f"interrupted while the OS keyring tried to {what}")
+        if not isinstance(error, Exception):
+            # SystemExit, GeneratorExit or a backend's own BaseException, raised in our
+            # thread: a failure of the backend, not a reason to stop the kernel.
+            raise _BackendAborted(f"the OS keyring failed to {what} ({type(error).__name__}: {error})")
+        raise error
     return box["value"]  # type: ignore[no-any-return,unused-ignore]
 
 
@@ -208,6 +251,10 @@ class KeyringStore:
         self.lock_path = default_lock_path() if lock_path == "" else lock_path
         self._file_lock: Any = None
         self._cache: dict[tuple[str, str], str | None] = {}
+        # What this store last asked the keyring to hold for each entry (None: nothing):
+        # a call that times out and finishes later is checked against it.
+        self._intent: dict[tuple[str, str], str | None] = {}
+        self._threads: list[threading.Thread] = []  # calls that outlived their timeout
         self._lock = threading.Lock()
         self.reads = 0  # keyring reads made, for tests and benchmarks
         self.writes = 0
@@ -289,12 +336,20 @@ class KeyringStore:
         return value
 
     def _set(self, service: str, user: str, value: str) -> None:
-        if self._cache.get((service, user), _MISSING) == value:
+        key = (service, user)
+        with self._lock:
+            self._intent[key] = value
+        if self._cache.get(key, _MISSING) == value:
             return  # unchanged: do not rewrite (macOS re-prompts after every write)
         backend = self.backend
         for delay in WRITE_RETRY_DELAYS:
             try:
-                self._guard(lambda: backend.set_password(service, user, value), "save a token", secret=value)
+                self._guard(
+                    lambda: backend.set_password(service, user, value),
+                    "save a token",
+                    secret=value,
+                    on_late=lambda: self._settle_late(key, value),
+                )
                 break
             except _UnexpectedKeyringFailure:
                 if delay is None:
@@ -304,37 +359,97 @@ class KeyringStore:
                 time.sleep(delay)
         self.writes += 1
         with self._lock:
-            self._cache[(service, user)] = value
+            self._cache[key] = value
 
     def _delete(self, service: str, user: str) -> None:
         import keyring.errors
 
+        key = (service, user)
+        with self._lock:
+            self._intent[key] = None
         backend = self.backend
 
         def delete() -> None:
             with contextlib.suppress(keyring.errors.PasswordDeleteError):  # nothing stored: fine
                 backend.delete_password(service, user)
 
-        self._guard(delete, "delete a token")
+        self._guard(delete, "delete a token", on_late=lambda: self._settle_late(key, None))
         with self._lock:
-            self._cache[(service, user)] = None
+            self._cache[key] = None
 
-    def _guard(self, fn: Callable[[], T], what: str, *, secret: str | None = None) -> T:
-        """Run a keyring call; any failure becomes a KeyringError whose message never
-        holds ``secret`` (the value being written: some backends quote it)."""
+    def _settle_late(self, key: tuple[str, str], done: str | None) -> None:
+        """A keyring call we stopped waiting for has finished now (``done``: the value it
+        wrote, None for a delete). If this store meant something else for the entry since
+        (``%logout`` deleted it, a newer token replaced it), put that back: a write that
+        lands late must not bring back a token after ``%logout``. Runs in the call's thread."""
+        import keyring.errors
+
+        service, user = key
+        backend = self._backend
+        with self._lock:
+            wanted = self._intent.get(key, done)
+            self._cache.pop(key, None)  # unknown now: read again next time
+        if wanted == done or backend is None:
+            return
+        lock = self._get_file_lock()
         try:
-            return self._guard_call(fn, what)
+            if lock is not None:
+                lock.acquire(timeout=max(self.timeout, 1.0))
+        except Exception:
+            lock = None  # without the lock, rather than not at all
+        try:
+            with self._lock:
+                wanted = self._intent.get(key, done)  # may have changed while we waited
+            if wanted is None:
+                with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                    backend.delete_password(service, user)
+            elif wanted != done:
+                backend.set_password(service, user, wanted)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until keyring calls that timed out earlier have finished (and been undone
+        where needed); False if some are still running after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(left)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            return not self._threads
+
+    def _guard(
+        self,
+        fn: Callable[[], T],
+        what: str,
+        *,
+        secret: str | None = None,
+        on_late: Callable[[], None] | None = None,
+    ) -> T:
+        """Run a keyring call; any failure becomes a KeyringError whose message never
+        holds ``secret`` (the value being written: some backends quote it). The error is
+        raised with no exception chained to it (the backend's frames hold the value)."""
+        failure: BaseException | None = None
+        try:
+            return self._guard_call(fn, what, on_late)
         except KeyringError as exc:
             text = str(exc)
-            if secret and secret in text:
-                raise type(exc)(text.replace(secret, "●●●●")) from None
-            raise
+            hidden = redact_message(text, secret) if secret else text
+            failure = exc if hidden == text else type(exc)(hidden)
+        assert failure is not None
+        failure.__context__ = failure.__cause__ = None
+        failure.__traceback__ = None
+        raise failure
 
-    def _guard_call(self, fn: Callable[[], T], what: str) -> T:
+    def _guard_call(self, fn: Callable[[], T], what: str, on_late: Callable[[], None] | None = None) -> T:
         import keyring.errors
 
         try:
-            return _call_with_timeout(fn, self.timeout, what)
+            return _call_with_timeout(fn, self.timeout, what, on_late, self._threads)
         except KeyringError:
             raise
         except keyring.errors.KeyringLocked:
@@ -355,6 +470,7 @@ class KeyringStore:
             ) from None
 
     # -- tokens
+    @sealed()
     def load(self, profile: Profile, *, fresh: bool = False) -> Token | None:
         with self._exclusive("read a token"):
             return self._load(profile, fresh=fresh)
@@ -368,21 +484,20 @@ class KeyringStore:
         if value is None:
             return None
         try:
-            head = json.loads(value)
-            if isinstance(head, dict) and "chunks" in head:
-                parts = [
-                    self._get(service, f"{user}#{n}", fresh=fresh) or ""
-                    for n in range(1, int(head["chunks"]) + 1)
-                ]
+            chunks = _chunk_count(value)
+            if chunks:
+                parts = [self._get(service, f"{user}#{n}", fresh=fresh) or "" for n in range(1, chunks + 1)]
                 value = "".join(parts)
             token = Token.from_json(value)
         except (ValueError, TypeError, KeyError, RecursionError):
+            value = None
             raise KeyringError(
                 f"the keyring entry for {user} at {profile.origin_text} is damaged; "
                 "run %logout and %login again"
             ) from None
         return token if token.user else token.replace(user=user)
 
+    @sealed(lambda self, profile, token: (token.access_token, token.refresh_token))
     def save(self, profile: Profile, token: Token) -> None:
         user = profile.user or token.user
         if not user:
@@ -393,15 +508,46 @@ class KeyringStore:
             self._save(service, user, value)
 
     def _save(self, service: str, user: str, value: str) -> None:
+        with self._lock:
+            known = (service, user) in self._cache
+        try:
+            old = _chunk_count(self._get(service, user, fresh=not known))
+        except ValueError:
+            old = 0
         if len(value) <= CHUNK:
+            new = 0
             self._set(service, user, value)
         else:
             parts = [value[i : i + CHUNK] for i in range(0, len(value), CHUNK)]
+            new = len(parts)
             for n, part in enumerate(parts, 1):
                 self._set(service, f"{user}#{n}", part)
-            self._set(service, user, json.dumps({"chunks": len(parts)}))
+            self._set(service, user, json.dumps({"chunks": new}))
         self._set(service, LAST_USER, user)
+        # A shorter token than the last one: the pieces it no longer uses go.
+        if old or new:
+            self._drop_chunks(service, user, keep=new, known=old)
 
+    def _drop_chunks(self, service: str, user: str, *, keep: int, known: int) -> None:
+        """Delete the entries ``user#N`` for N > ``keep``: those up to ``known`` (a head
+        said so), then any further ones that exist (left by an interrupted save), and
+        any this store wrote or is still writing (a call that timed out)."""
+        for n in range(keep + 1, known + 1):
+            self._delete(service, f"{user}#{n}")
+        n = max(keep, known) + 1
+        while n <= MAX_CHUNKS and self._get(service, f"{user}#{n}", fresh=True) is not None:
+            self._delete(service, f"{user}#{n}")
+            n += 1
+        with self._lock:
+            pending = [
+                u
+                for (svc, u), want in self._intent.items()
+                if svc == service and want is not None and _chunk_number(u, user) > keep
+            ]
+        for name in pending:
+            self._delete(service, name)
+
+    @sealed()
     def delete(self, profile: Profile) -> None:
         with self._exclusive("delete a token"):
             self._remove(profile)
@@ -411,16 +557,33 @@ class KeyringStore:
         if not user:
             return
         service = profile.keyring_service
-        value = self._get(service, user, fresh=True)
         try:
-            head = json.loads(value) if value else None
+            chunks = _chunk_count(self._get(service, user, fresh=True))
         except ValueError:
-            head = None
-        if isinstance(head, dict) and "chunks" in head:
-            for n in range(1, int(head["chunks"]) + 1):
-                self._delete(service, f"{user}#{n}")
+            chunks = 0
         self._delete(service, user)
+        self._drop_chunks(service, user, keep=0, known=chunks)
 
     def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None:
         with self._exclusive("read a token"):
             return self._get(profile.keyring_service, LAST_USER, fresh=fresh)
+
+
+def _chunk_count(value: str | None) -> int:
+    """How many ``user#N`` entries a head entry points to (0: the value is the token).
+    ValueError when it claims an absurd number."""
+    if not value or not value.startswith('{"chunks"'):
+        return 0
+    head = json.loads(value)
+    chunks = head.get("chunks") if isinstance(head, dict) else None
+    if isinstance(chunks, bool) or not isinstance(chunks, int) or not 0 < chunks <= MAX_CHUNKS:
+        raise ValueError("not a chunk count")
+    return chunks
+
+
+def _chunk_number(name: str, user: str) -> int:
+    """N for the entry name ``user#N``, else 0."""
+    prefix = f"{user}#"
+    if name.startswith(prefix) and name[len(prefix) :].isdigit() and name[len(prefix) :].isascii():
+        return int(name[len(prefix) :])
+    return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,44 @@ from .errors import LoginError
 
 ACCESS_FIELDS = ("access_token", "access", "token", "key", "id_token")
 REFRESH_FIELDS = ("refresh_token", "refresh")
+# Token lifetimes and expiry times beyond this are not believed (a server answering
+# ``expires_in: 1e308``, ``Infinity``, NaN or a JWT ``exp`` of 1e300): the expiry is
+# then unknown, as if the server had not said.
+MAX_LIFETIME = 100 * 365 * 86400.0
+
+
+def plausible_lifetime(value: Any) -> float | None:
+    """``value`` (an ``expires_in``) as seconds if it is a finite number no larger than
+    :data:`MAX_LIFETIME` (negative: already expired), else None."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 12:
+            return None
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        return None
+    if not math.isfinite(seconds) or abs(seconds) > MAX_LIFETIME:
+        return None
+    return seconds
+
+
+def plausible_time(value: Any, now: float | None = None) -> float | None:
+    """``value`` (seconds since the epoch: an expiry) if it is a finite number within
+    :data:`MAX_LIFETIME` of now, else None (unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        when = float(value)
+    except OverflowError:
+        return None
+    now = time.time() if now is None else now
+    if not math.isfinite(when) or abs(when - now) > MAX_LIFETIME:
+        return None
+    return when
 
 
 @dataclass(frozen=True)
@@ -74,9 +113,12 @@ class Token:
 
     def describe_expiry(self, now: float | None = None) -> str:
         left = self.expires_in(now)
-        if left is None:
+        if left is None or self.expires_at is None:
             return "unknown"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.expires_at))
+        try:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.expires_at))
+        except (OverflowError, ValueError, OSError):  # not a time this platform can show
+            return "unknown"
         if left <= 0:
             return f"expired ({when})"
         return f"in {_human(left)} ({when})"
@@ -106,10 +148,11 @@ class Token:
             access_token=data["a"],
             token_type=data.get("t", "Bearer"),
             refresh_token=data.get("r"),
-            expires_at=data.get("e"),
+            # An entry written with an absurd expiry (by an older version) reads as unknown.
+            expires_at=plausible_time(data.get("e")),
             user=data.get("u"),
             refresh_field=data.get("f"),
-            obtained_at=data.get("o", 0.0),
+            obtained_at=plausible_time(data.get("o")) or 0.0,
         )
 
 
@@ -134,8 +177,7 @@ def jwt_expiry(token: str) -> float | None:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return None
-    exp = claims.get("exp")
-    return float(exp) if isinstance(exp, int | float) else None
+    return plausible_time(claims.get("exp"))
 
 
 def _dig(data: Mapping[str, Any], path: str) -> Any:
@@ -214,11 +256,10 @@ def parse_token_response(
     now = time.time() if now is None else now
     expires_at: float | None = None
     raw_exp = _dig(data, fields.expires_in) if fields.expires_in else data.get("expires_in")
-    if isinstance(raw_exp, str) and raw_exp.strip().isdigit():
-        raw_exp = int(raw_exp)
-    if isinstance(raw_exp, int | float) and not isinstance(raw_exp, bool):
-        expires_at = now + float(raw_exp)
-    else:
+    lifetime = plausible_lifetime(raw_exp)
+    if lifetime is not None:
+        expires_at = now + lifetime
+    else:  # none given, or not believable: the JWT's own exp, else unknown
         expires_at = jwt_expiry(access)
 
     token_type = data.get("token_type")

@@ -12,7 +12,6 @@ refused, reset, TLS, timeout...), never by matching their text.
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .errors import Interrupted, RequestFailed, SessionMagicsError
 from .profile import Profile, origin_of, url_problem
+from .redact import redact_message
 
 if TYPE_CHECKING:
     import requests
@@ -32,15 +32,8 @@ USER_AGENT = "session-magics/0.1"
 
 
 # ------------------------------------------------------------------ secrets in messages
-def redact_message(text: str, *secrets: str | None) -> str:
-    """``text`` with every secret (also URL- or JSON-escaped, as servers echo them) hidden."""
-    from urllib.parse import quote, quote_plus
-
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            for form in {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}:
-                text = text.replace(form, "●●●●")
-    return text
+# redact_message hides secrets also URL-, JSON- or HTML-escaped (see redact.py); kept
+# importable from here.
 
 
 @contextmanager

@@ -83,6 +83,17 @@ def _restore_default_keyring() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _forget_kept_secrets() -> Iterator[None]:
+    """Secrets that --password-env / --token-env took from the environment are kept for
+    the process's life (the kernel's): each test starts and ends without them."""
+    from session_magics.redact import forget_kept
+
+    forget_kept()
+    yield
+    forget_kept()
+
+
 @pytest.fixture
 def memory_keyring() -> MemoryKeyring:
     return MemoryKeyring()

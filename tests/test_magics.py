@@ -64,7 +64,7 @@ def test_login_stores_token_in_keyring_and_nothing_secret_surfaces(api, kr, new_
 def test_new_shell_reuses_stored_token_without_prompt(api, kr, new_shell, monkeypatch):
     login(new_shell(), api)
     api.reset_stats()
-    monkeypatch.delenv(PASSWORD_ENV)
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
     shell2 = new_shell()  # a kernel restart: nothing in memory
     run = shell2.run(f"%login {api.url}")
     assert run.error is None, run.all_text
@@ -92,7 +92,7 @@ def test_refresh_failure_raises_session_expired_and_clears_entry(api, kr, new_sh
     login(shell, api)
     service = f"session-magics {api.url}"
     assert kr.get_password(service, "demo")
-    monkeypatch.delenv(PASSWORD_ENV)
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
     shell.magics.sessions[api.url].profile.password_env = None
     api.advance_clock(4000)  # both tokens expired
     r = shell.run("%%api\nGET /me")
@@ -217,7 +217,7 @@ def test_status_lists_profiles_without_tokens(api, kr, new_shell):
 
 
 def test_no_frontend_fails_fast(api, kr, new_shell, monkeypatch):
-    monkeypatch.delenv(PASSWORD_ENV)
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
     shell = new_shell()
     started = time.monotonic()
     r = shell.run(f"%login {api.url} --user demo")
