@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 
 from .errors import Interrupted, KeyringError
 from .profile import Profile
-from .redact import redact_message, sealed
+from .redact import Secret, redact_message, sealed
 from .tokens import Token
 
 T = TypeVar("T")
@@ -250,10 +250,12 @@ class KeyringStore:
         self.allow_plaintext = allow_plaintext
         self.lock_path = default_lock_path() if lock_path == "" else lock_path
         self._file_lock: Any = None
-        self._cache: dict[tuple[str, str], str | None] = {}
+        # Values are held as Secret (a repr that shows nothing): a debugger or a Verbose
+        # traceback that reaches this store shows no token.
+        self._cache: dict[tuple[str, str], Secret | None] = {}
         # What this store last asked the keyring to hold for each entry (None: nothing):
         # a call that times out and finishes later is checked against it.
-        self._intent: dict[tuple[str, str], str | None] = {}
+        self._intent: dict[tuple[str, str], Secret | None] = {}
         self._threads: list[threading.Thread] = []  # calls that outlived their timeout
         self._lock = threading.Lock()
         self.reads = 0  # keyring reads made, for tests and benchmarks
@@ -327,19 +329,20 @@ class KeyringStore:
         key = (service, user)
         with self._lock:
             if not fresh and key in self._cache:
-                return self._cache[key]
+                return _reveal(self._cache[key])
         backend = self.backend
         value = self._guard(lambda: backend.get_password(service, user), "read a token")
         self.reads += 1
         with self._lock:
-            self._cache[key] = value
+            self._cache[key] = _hold(value)
         return value
 
     def _set(self, service: str, user: str, value: str) -> None:
         key = (service, user)
         with self._lock:
-            self._intent[key] = value
-        if self._cache.get(key, _MISSING) == value:
+            self._intent[key] = Secret(value)
+            unchanged = key in self._cache and _reveal(self._cache[key]) == value
+        if unchanged:
             return  # unchanged: do not rewrite (macOS re-prompts after every write)
         backend = self.backend
         for delay in WRITE_RETRY_DELAYS:
@@ -359,7 +362,7 @@ class KeyringStore:
                 time.sleep(delay)
         self.writes += 1
         with self._lock:
-            self._cache[key] = value
+            self._cache[key] = Secret(value)
 
     def _delete(self, service: str, user: str) -> None:
         import keyring.errors
@@ -387,7 +390,7 @@ class KeyringStore:
         service, user = key
         backend = self._backend
         with self._lock:
-            wanted = self._intent.get(key, done)
+            wanted = _reveal(self._intent.get(key, _hold(done)))
             self._cache.pop(key, None)  # unknown now: read again next time
         if wanted == done or backend is None:
             return
@@ -399,7 +402,7 @@ class KeyringStore:
             lock = None  # without the lock, rather than not at all
         try:
             with self._lock:
-                wanted = self._intent.get(key, done)  # may have changed while we waited
+                wanted = _reveal(self._intent.get(key, _hold(done)))  # may have changed meanwhile
             if wanted is None:
                 with contextlib.suppress(keyring.errors.PasswordDeleteError):
                     backend.delete_password(service, user)
@@ -587,3 +590,11 @@ def _chunk_number(name: str, user: str) -> int:
     if name.startswith(prefix) and name[len(prefix) :].isdigit() and name[len(prefix) :].isascii():
         return int(name[len(prefix) :])
     return 0
+
+
+def _hold(value: str | None) -> Secret | None:
+    return None if value is None else Secret(value)
+
+
+def _reveal(held: Secret | None) -> str | None:
+    return None if held is None else held.reveal()

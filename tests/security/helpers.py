@@ -7,6 +7,7 @@ in a thread); they misbehave on purpose, the way real login endpoints sometimes 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -224,3 +225,98 @@ class TLSDemoServer(ThreadedServer):
 
 def json_dump(obj: Any) -> str:
     return json.dumps(obj, default=repr, ensure_ascii=False)
+
+
+# ------------------------------------------------------------------ echo server
+class EchoServer(ThreadedServer):
+    """A server that repeats the secrets it is sent, the ways careless servers do.
+
+    POST /token?exp=RAW   200: a token response whose ``expires_in`` is RAW, written
+                          into the JSON text as it is (``1e308``, ``Infinity``, ``NaN``,
+                          ``"123…"``); ``exp=jwt:N`` answers a JWT whose ``exp`` is N
+    POST /echo-login      400 whose text repeats the password: plain, HTML-, URL- and
+                          JSON-escaped, in an HTML page
+    GET  /me              200 {"ok": true} for a token this server issued or was given
+                          with ``accept()``, else 401
+    GET  /echo/KIND       the bearer token of the request, echoed: ``json`` (200, JSON
+                          body, the token plain, URL- and JSON-escaped, also as a key),
+                          ``forbidden`` (403 JSON), ``html`` (200 text/html, escaped),
+                          ``text`` (200 text/plain, URL-encoded with lower-case hex),
+                          ``header`` (200, the token in ``X-Echo`` and ``Location``-like
+                          headers), ``records`` (200, a list of records holding it)
+    """
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+        self.accepted: set[str] = set()
+        app = Starlette(
+            routes=[
+                Route("/token", self._token, methods=["POST"]),
+                Route("/echo-login", self._echo_login, methods=["POST"]),
+                Route("/me", self._me, methods=["GET"]),
+                Route("/echo/{kind}", self._echo, methods=["GET"]),
+            ]
+        )
+        super().__init__(app, name="echo server")
+
+    def accept(self, token: str) -> None:
+        self.accepted.add(token)
+
+    async def _token(self, request: Request) -> Response:
+        raw = request.query_params.get("exp", "3600")
+        if raw.startswith("jwt:"):
+            import jwt
+
+            access = jwt.encode({"sub": "demo", "exp": float(raw[4:])}, "k" * 32, algorithm="HS256")
+            body = json.dumps({"access_token": access, "token_type": "Bearer"})
+        else:
+            access = "acc-" + secrets.token_urlsafe(24)
+            body = f'{{"access_token": "{access}", "token_type": "Bearer", "expires_in": {raw}}}'
+        self.issued.append(access)
+        self.accept(access)
+        return Response(body, media_type="application/json")
+
+    async def _echo_login(self, request: Request) -> Response:
+        form = dict(urllib.parse.parse_qsl((await request.body()).decode()))
+        pw = form.get("password", "")
+        page = (
+            f"<html><body><p>Login failed: password {html.escape(pw)} is wrong "
+            f"(tried /login?pw={urllib.parse.quote(pw, safe='')}; "
+            f"detail {json.dumps(pw)}; raw {pw})</p></body></html>"
+        )
+        return Response(page, status_code=400, media_type="text/html")
+
+    def _bearer(self, request: Request) -> str:
+        return request.headers.get("authorization", "").removeprefix("Bearer ")
+
+    async def _me(self, request: Request) -> Response:
+        if self._bearer(request) in self.accepted:
+            return JSONResponse({"ok": True})
+        return JSONResponse({"error": "invalid_token"}, status_code=401)
+
+    async def _echo(self, request: Request) -> Response:
+        token = self._bearer(request)
+        kind = request.path_params["kind"]
+        quoted = urllib.parse.quote(token, safe="")
+        if kind == "json":
+            body = {"you_sent": token, "as_query": f"?t={quoted}", token: "a key", "nested": [{"t": token}]}
+            return JSONResponse(body)
+        if kind == "forbidden":
+            return JSONResponse({"detail": f"token {token} lacks the scope"}, status_code=403)
+        if kind == "html":
+            return Response(f"<p>Hello {html.escape(token)}</p>", media_type="text/html")
+        if kind == "text":
+            lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted)
+            return Response(f"seen: {lower} and {json.dumps(token)}", media_type="text/plain")
+        if kind == "header":
+            return JSONResponse({"ok": True}, headers={"X-Echo": token, "X-Echo-Url": f"/next?t={quoted}"})
+        if kind == "records":
+            return JSONResponse({"results": [{"id": 1, "token": token}, {"id": 2, "token": quoted}]})
+        return JSONResponse({"error": "unknown kind"}, status_code=404)
+
+    def start(self, timeout: float = 10.0) -> EchoServer:
+        super().start(timeout)
+        return self
+
+    def __enter__(self) -> EchoServer:
+        return self.start()
