@@ -16,6 +16,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Float, Int, List, Unicode, observe
 
 from .errors import Interrupted, ProfileError, SessionMagicsError
+from .redact import sealed
 
 if TYPE_CHECKING:
     from .result import ApiResult
@@ -673,6 +674,7 @@ class _SummaryLine:
         }
 
 
+@sealed()  # as session.drive: no traceback reaches the frames of the flow (they hold the token)
 async def drive_async(flow: Generator[Any, None, Any], on_login: Callable[[Any], Awaitable[None]]) -> Any:
     """The asynchronous driver of a renewal flow (the twin of :func:`session.drive`)."""
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import os
 import re
@@ -167,6 +168,21 @@ def detach(exc: BaseException, redactor: Redactor | None = None) -> BaseExceptio
     return exc
 
 
+def drop_frames(exc: BaseException) -> None:
+    """Forget the tracebacks of ``exc`` and of the exceptions chained to it: replaced by
+    another error, it stays reachable as that one's ``__context__`` (``%debug`` walks
+    there), and its frames hold what the code below had in hand."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        error = todo.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        todo += [error.__cause__, error.__context__]
+
+
 def sealed(secrets_of: Callable[..., Iterable[str | Secret | None]] | None = None) -> Callable[[F], F]:
     """Decorate a function that holds secrets: no traceback leaving it reaches its frame
     or any frame below it (see the module's docstring).
@@ -192,6 +208,22 @@ def sealed(secrets_of: Callable[..., Iterable[str | Secret | None]] | None = Non
             del args, kwargs
             raise failure
 
+        @functools.wraps(fn)
+        async def async_boundary(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except BaseException as exc:
+                try:
+                    redactor = Redactor(secrets_of(*args, **kwargs)) if secrets_of else None
+                except Exception:
+                    redactor = None
+                failure = detach(exc, redactor)
+                redactor = None
+            del args, kwargs
+            raise failure
+
+        if inspect.iscoroutinefunction(fn):
+            return async_boundary  # type: ignore[return-value]
         return boundary  # type: ignore[return-value]
 
     return decorate

@@ -494,6 +494,7 @@ def _secrets_of(token: Token | None) -> tuple[str | None, ...]:
     return (token.access_token, token.refresh_token) if token is not None else ()
 
 
+@sealed()  # the frames of the flow hold the token (its header): no traceback reaches them
 def drive(flow: Generator[NeedLogin, None, Any], on_login: LoginDriver) -> Any:
     """Run a renewal flow synchronously, answering each :class:`NeedLogin` with ``on_login``."""
     try:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .errors import Interrupted, RequestFailed, SessionMagicsError
 from .profile import Profile, origin_of, url_problem
-from .redact import redact_message
+from .redact import drop_frames, redact_message
 
 if TYPE_CHECKING:
     import requests
@@ -50,13 +50,16 @@ def shield(what: str, error: type[SessionMagicsError], *secrets: str | None) -> 
     except SessionMagicsError as exc:
         text = redact_message(str(exc), *secrets)
         if text != str(exc):
+            drop_frames(exc)
             raise type(exc)(text) from None
         raise
     except Interrupted:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        drop_frames(exc)  # it stays chained to the new one, but without the frames below
         raise Interrupted(f"{what}: interrupted") from None
     except Exception as exc:
+        drop_frames(exc)
         raise error(redact_message(f"{what} failed: {type(exc).__name__}: {exc}", *secrets)) from None
 
 

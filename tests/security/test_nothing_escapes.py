@@ -33,6 +33,7 @@ from tests.security.helpers import (
     issued_secrets,
     login,
     secret_needles,
+    session_of,
     shown,
 )
 
@@ -44,7 +45,9 @@ def assert_absent(text: str, *secrets: str) -> None:
 
 
 # ----------------------------------------------------------- walking frames
-_OPAQUE = (Secret, Token)  # hold secrets on purpose; their reprs show none (tested elsewhere)
+# Secret and Token hold secrets on purpose; their reprs show none (tested elsewhere). The
+# in-memory test keyring stands for the OS keyring, whose secrets live in another process.
+_OPAQUE = (Secret, Token, MemoryKeyring)
 _SKIP = (types.ModuleType, type, types.CodeType)
 
 
@@ -537,3 +540,24 @@ def test_secret_service_write_that_finishes_after_logout(api, secret_service_key
     os.environ.pop(PASSWORD_ENV, None)
     run = restarted.run(f"%login {api.url} --user demo")
     assert "Already logged in" not in run.stdout, shown(run)
+
+
+# ==================================== the request path: no frame holding the token either
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%%api --timeout 0.5\nGET /slow?seconds=3",
+        "from session_magics import magics\n"
+        "await magics.run_async('cell', 'api', '--timeout 0.5', 'GET /slow?seconds=3')",
+        "from session_magics import magics\n"
+        "magics._instance.session().request('GET', '/me', headers={'X-Note': '€uro'})",
+    ],
+    ids=["sync-cell", "async-cell", "direct-call"],
+)
+def test_failed_request_leaves_no_frame_holding_the_token(api, kr, verbose_shell, cell):
+    login(verbose_shell, api)
+    token = session_of(verbose_shell, api.url).token
+    run = verbose_shell.run(cell)
+    assert_short_error(run, RequestFailed)
+    assert_absent(shown(run), token.access_token)
+    assert_no_frame_holds(token.access_token, token.refresh_token, DEMO_PASSWORD)
