@@ -69,6 +69,18 @@ ROWS: OrderedDict[str, tuple[str, str]] = OrderedDict(
             ),
         ),
         (
+            "test_nothing_escapes.py",
+            (
+                "2. Nothing escapes, whatever goes wrong",
+                "a keyring backend raising `SystemExit` / `KeyboardInterrupt` / its own "
+                "`BaseException`; `%debug` and every frame `sys.last_traceback` reaches after a "
+                "failed login or request; `--password-env` / `--token-env` gone from `%env`, "
+                "`os.environ` and child processes; servers echoing the token or password "
+                "(403 body, `-v` headers, URL-, JSON-, HTML-escaped, short); absurd `expires_in` "
+                "/ JWT `exp`; no keyring piece left by a shorter token, `%logout` or a late write",
+            ),
+        ),
+        (
             "test_keyring_faults.py",
             (
                 "3. Keyring faults",
