@@ -18,6 +18,13 @@ Rules this module keeps:
 * The keyring is written only when the value changed (macOS asks again after
   every rewrite), and values too long for some backends (Windows Credential
   Manager takes at most 2560 bytes) are split over several entries.
+* A token split over entries leaves no piece behind: a shorter one deletes the pieces
+  it no longer uses, a delete removes every piece there is. A call that timed out and
+  finishes later is checked against what this store wants the entry to hold now (a
+  write landing after ``%logout`` is deleted again).
+* Nothing leaving :meth:`KeyringStore.load`, ``save`` or ``delete`` carries a traceback
+  into the frames that held a value (see :func:`~session_magics.redact.sealed`); a
+  backend's ``SystemExit`` or own ``BaseException`` is a :class:`KeyringError`.
 * Loads, saves and deletes hold a per-user file lock (``filelock``), so two
   kernels never use the keyring at the same moment: a save's chunks, head and
   ``@last-user`` entry land together, and a load never sees half a save. The
@@ -115,13 +122,11 @@ def _call_with_timeout(
     timeout: float,
     what: str,
     on_late: Callable[[], None] | None = None,
-    outliving: list[threading.Thread] | None = None,
 ) -> T:
     """``fn()`` in a daemon thread, waited for at most ``timeout`` seconds.
 
     ``on_late`` runs in that thread if ``fn`` finishes after the caller stopped waiting
     (timed out or interrupted): a keyring write that lands late can be undone there.
-    The thread of such a call is added to ``outliving``.
     """
     box: dict[str, Any] = {}
     done = threading.Event()
@@ -141,15 +146,12 @@ def _call_with_timeout(
                 with contextlib.suppress(Exception):
                     on_late()
 
-    thread = threading.Thread(target=run, name="session-magics-keyring", daemon=True)
-    thread.start()
+    threading.Thread(target=run, name="session-magics-keyring", daemon=True).start()
     try:
         answered = done.wait(timeout)
     except KeyboardInterrupt:
         with state:
             abandoned = not done.is_set()
-        if abandoned and outliving is not None:
-            outliving.append(thread)
         # The caller's frames hold the value being saved: leave as one line (Interrupted).
         raise Interrupted(f"interrupted while waiting for the OS keyring to {what}") from None
     if not answered:
@@ -157,8 +159,6 @@ def _call_with_timeout(
             answered = done.is_set()  # it may have finished just now
             abandoned = not answered
     if not answered:
-        if outliving is not None:
-            outliving.append(thread)
         raise KeyringError(
             f"the OS keyring did not answer within {timeout:g} s while trying to {what}. "
             "It may be locked and waiting for a password prompt that cannot be shown here. "
@@ -256,7 +256,6 @@ class KeyringStore:
         # What this store last asked the keyring to hold for each entry (None: nothing):
         # a call that times out and finishes later is checked against it.
         self._intent: dict[tuple[str, str], Secret | None] = {}
-        self._threads: list[threading.Thread] = []  # calls that outlived their timeout
         self._lock = threading.Lock()
         self.reads = 0  # keyring reads made, for tests and benchmarks
         self.writes = 0
@@ -412,19 +411,6 @@ class KeyringStore:
             if lock is not None:
                 lock.release()
 
-    def settle(self, timeout: float | None = None) -> bool:
-        """Wait until keyring calls that timed out earlier have finished (and been undone
-        where needed); False if some are still running after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(left)
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            return not self._threads
-
     def _guard(
         self,
         fn: Callable[[], T],
@@ -452,7 +438,7 @@ class KeyringStore:
         import keyring.errors
 
         try:
-            return _call_with_timeout(fn, self.timeout, what, on_late, self._threads)
+            return _call_with_timeout(fn, self.timeout, what, on_late)
         except KeyringError:
             raise
         except keyring.errors.KeyringLocked:
