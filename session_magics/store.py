@@ -514,17 +514,17 @@ class KeyringStore:
             self._set(service, user, json.dumps({"chunks": new}))
         self._set(service, LAST_USER, user)
         # A shorter token than the last one: the pieces it no longer uses go.
-        if old or new:
-            self._drop_chunks(service, user, keep=new, known=old)
+        self._drop_chunks(service, user, keep=new, known=old, probe=False)  # keyring calls only if needed
 
-    def _drop_chunks(self, service: str, user: str, *, keep: int, known: int) -> None:
+    def _drop_chunks(self, service: str, user: str, *, keep: int, known: int, probe: bool = True) -> None:
         """Delete the entries ``user#N`` for N > ``keep``: those up to ``known`` (a head
-        said so), then any further ones that exist (left by an interrupted save), and
-        any this store wrote or is still writing (a call that timed out)."""
+        said so), with ``probe`` any further ones that exist (left by an interrupted save
+        or an earlier version: one more read), and any this store wrote or is still
+        writing (a call that timed out)."""
         for n in range(keep + 1, known + 1):
             self._delete(service, f"{user}#{n}")
         n = max(keep, known) + 1
-        while n <= MAX_CHUNKS and self._get(service, f"{user}#{n}", fresh=True) is not None:
+        while probe and n <= MAX_CHUNKS and self._get(service, f"{user}#{n}", fresh=True) is not None:
             self._delete(service, f"{user}#{n}")
             n += 1
         with self._lock:
