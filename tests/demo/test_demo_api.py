@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import statistics
+import socket
 import time
 from datetime import datetime
 from typing import Any
@@ -521,18 +521,23 @@ def test_stats_count_exactly(demo_api):
     assert requests.get(f"{demo_api.url}/_stats", timeout=5).json()["password_grants"] == 0
 
 
-def test_keep_alive_requests_are_fast(demo_api, api_session):
-    """~200 small GETs over one connection take a few ms each, not Nagle's ~40 ms."""
+def test_keep_alive_requests_share_one_connection_with_nagle_off(demo_api, api_session):
+    """200 small GETs travel over one kept-alive connection, from a listener with Nagle's
+    algorithm off (Linux copies TCP_NODELAY to accepted sockets). What that is worth in
+    milliseconds is measured by make bench, not asserted here."""
+    from session_magics.demo.server import bind_socket
+
     url = f"{demo_api.url}/small"
-    api_session.get(url, timeout=5)  # connect
-    times = []
     for _ in range(200):
-        t0 = time.perf_counter()
-        r = api_session.get(url, timeout=5)
-        times.append(time.perf_counter() - t0)
-        assert r.status_code == 200
-    assert statistics.median(times) < 0.015, f"median {statistics.median(times) * 1000:.1f} ms"
-    assert sum(times) < 4.0
+        assert api_session.get(url, timeout=5).status_code == 200
+    pools = api_session.get_adapter(url).poolmanager.pools
+    (key,) = pools.keys()
+    assert pools[key].num_connections == 1 and pools[key].num_requests >= 200
+    listener = bind_socket()
+    try:
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.close()
 
 
 def test_demo_server_object(demo_api_factory):
