@@ -38,7 +38,7 @@ system-deps:
 	@scripts/install-system-deps.sh
 
 demo-system-deps:
-	@scripts/install-system-deps.sh --demo
+	@scripts/install-system-deps.sh --demo --quiet
 
 venv: $(STAMP)
 

@@ -13,6 +13,14 @@
 # scripts/with-secret-service.sh instead: a throwaway gnome-keyring that lives
 # as long as the demo and is deleted afterwards. SESSION_MAGICS_DEMO_KEYRING=os
 # refuses that fallback (the demo then uses whatever keyring Python finds).
+#
+# Stopping: one Ctrl+C stops everything, in order: JupyterLab (which shuts its
+# kernels down), then the demo API, then (when there is one) the throwaway
+# keyring, whose directory is removed last. JupyterLab and the demo API run in
+# sessions of their own, so the terminal's Ctrl+C reaches this script only:
+# JupyterLab gets SIGTERM from here and does not ask "Shut down this Jupyter
+# server (y/[n])?". Another Ctrl+C while stopping is ignored, so nothing is left
+# half-stopped. SIGTERM stops the demo the same way.
 set -euo pipefail
 
 die() { echo "demo: $*" >&2; exit 1; }
@@ -38,30 +46,67 @@ except KeyringError as exc:
     sys.exit(1)
 EOF
   ); then
-    if command -v gnome-keyring-daemon >/dev/null 2>&1 && command -v dbus-run-session >/dev/null 2>&1; then
+    if command -v gnome-keyring-daemon >/dev/null 2>&1 && command -v dbus-daemon >/dev/null 2>&1; then
       echo "demo: no usable OS keyring here (${problem%%. *})."
       echo "demo: running with a throwaway gnome-keyring; demo tokens are forgotten when the demo stops."
-      exec scripts/with-secret-service.sh bash "$0" "$py" "$port" "$@"
+      SECRET_SERVICE_SAY=demo exec scripts/with-secret-service.sh bash "$0" "$py" "$port" "$@"
     fi
     echo "demo: no usable OS keyring here, and gnome-keyring is not installed" >&2
     echo "demo: (make system-deps installs it); %login will say what else to do." >&2
   fi
 fi
 
+# --- stopping -------------------------------------------------------------------
+api_pid=
+lab_pid=
+
+# Whether a process runs (an exited child not reaped yet, a zombie, does not).
+running() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $stat != Z* ]]
+}
+
+# stop PID NAME SECONDS: SIGTERM, then SIGKILL after SECONDS; returns once it is gone.
+stop() {
+  local pid=$1 name=$2 limit=$3
+  [ -n "$pid" ] || return 0
+  if running "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + limit))
+    while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if running "$pid"; then
+      echo "demo: $name did not stop within $limit s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  echo "demo: $name stopped"
+}
+
+cleanup() {
+  trap '' INT TERM  # a second Ctrl+C must not cut the clean-up short
+  stop "$lab_pid" JupyterLab 60  # it shuts its kernels down first (up to a few seconds each)
+  lab_pid=
+  stop "$api_pid" "the demo API" 10
+  api_pid=
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: stopping (Ctrl+C)"; exit 130' INT
+trap 'echo "demo: stopping (SIGTERM)"; exit 143' TERM
+
 # --- the demo API ----------------------------------------------------------------
 export SESSION_MAGICS_DEMO_URL="http://127.0.0.1:$port"
-# Its own session (setsid): the Ctrl+C that asks JupyterLab to shut down does
-# not stop the API first. It is stopped when this script exits.
-setsid "$py" -m session_magics.demo --host 127.0.0.1 --port "$port" &
-demo_pid=$!
-trap 'kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Its own session (setsid): the terminal's Ctrl+C does not reach it; cleanup stops
+# it after JupyterLab. --quiet, and its one line of output dropped: the line below
+# says where it is; its warnings and errors still reach the terminal.
+setsid "$py" -m session_magics.demo --host 127.0.0.1 --port "$port" --quiet >/dev/null &
+api_pid=$!
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 for _ in $(seq 100); do
   listening && break
-  kill -0 "$demo_pid" 2>/dev/null || die "the demo API exited (is port $port taken? try: make demo DEMO_PORT=...)"
+  running "$api_pid" || die "the demo API exited (is port $port taken? try: make demo DEMO_PORT=...)"
   sleep 0.2
 done
 listening || die "nothing listens on port $port after 20 s"
@@ -70,5 +115,12 @@ echo "demo: demo API at $SESSION_MAGICS_DEMO_URL (user demo, password penguins)"
 # --- JupyterLab ------------------------------------------------------------------
 root_flag=()
 [ "$(id -u)" -ne 0 ] || root_flag=(--allow-root)
-# Not exec: the EXIT trap above must run when JupyterLab ends.
-"$(dirname "$py")/jupyter" lab --ip=127.0.0.1 "${root_flag[@]}" "$@" notebooks/quickstart.ipynb
+# Its own session too; this script waits for it and stops it on Ctrl+C / SIGTERM.
+setsid "$(dirname "$py")/jupyter" lab --ip=127.0.0.1 "${root_flag[@]}" "$@" notebooks/quickstart.ipynb &
+lab_pid=$!
+set +e
+wait "$lab_pid"  # returns at once when Ctrl+C / SIGTERM arrives (the traps above)
+rc=$?
+set -e
+lab_pid=  # JupyterLab ended by itself (File > Shut Down): stop the API and leave
+exit "$rc"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages this project needs for its tests and demo.
 #
-#   scripts/install-system-deps.sh [--demo] [EXTRA_PACKAGE...]
+#   scripts/install-system-deps.sh [--demo] [--quiet] [EXTRA_PACKAGE...]
 #
 # --demo: only what `make demo` needs (no browser).
+# --quiet: print nothing when nothing is missing.
 #
 # Only packages that are missing are installed; when nothing is missing the
 # script makes no network call and returns in well under a second.
@@ -11,12 +12,20 @@
 set -euo pipefail
 
 demo_only=
-if [ "${1-}" = --demo ]; then demo_only=1; shift; fi
+quiet=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --demo) demo_only=1 ;;
+    --quiet) quiet=1 ;;
+    *) break ;;
+  esac
+  shift
+done
 
 packages=(
   python3-venv       # python3 -m venv (Debian's python3 ships without it)
   python3-pip
-  dbus               # dbus-run-session, dbus-send: a private session bus
+  dbus               # dbus-daemon, dbus-send: a private session bus
   gnome-keyring      # a real Secret Service (org.freedesktop.secrets) behind keyring
 )
 if [ -z "$demo_only" ]; then
@@ -40,7 +49,7 @@ for pkg in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-system-deps: all present (${packages[*]})"
+  [ -n "$quiet" ] || echo "install-system-deps: all present (${packages[*]})"
   exit 0
 fi
 

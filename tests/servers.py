@@ -150,7 +150,7 @@ def start_demo_process(*args: str, timeout: float = 20.0) -> DemoProcess:
 
     ``args`` are extra command-line options; ``--port 0`` comes first, so a
     ``--port`` in ``args`` wins. The banner is read until the server prints
-    the line ``stop with Ctrl+C``.
+    the line ``stop with Ctrl+C`` (with ``--quiet``: the first line only).
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -178,7 +178,7 @@ def start_demo_process(*args: str, timeout: float = 20.0) -> DemoProcess:
             if line is None:
                 raise RuntimeError(f"the demo exited with {process.wait()}: {''.join(stderr)[-2000:]}")
             banner.append(line.rstrip("\n"))
-            if "stop with Ctrl+C" in line:
+            if "stop with Ctrl+C" in line or "--quiet" in args:  # --quiet: one line
                 break
     except queue.Empty:
         process.kill()

@@ -1,18 +1,27 @@
 """`make demo`, the README's first command: the demo API and JupyterLab come up, and
-where no OS keyring exists the demo brings a throwaway gnome-keyring along."""
+where no OS keyring exists the demo brings a throwaway gnome-keyring along.
+
+The demo runs in a real pseudo-terminal, and is stopped as a person stops it: Ctrl+C
+typed into the terminal (the terminal driver sends SIGINT to the foreground process
+group). Afterwards no process of the demo may remain, nor a port or the keyring
+directory. Every process the demo starts carries a marker in its environment, so the
+check finds processes that left the process group or the process tree as well."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 import requests
 
@@ -27,17 +36,6 @@ def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_until(check, timeout: float, what: str, proc: subprocess.Popen, output: list[str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    pytest.fail(f"{what} (exit code {proc.poll()}); output:\n" + "".join(output)[-4000:])
 
 
 def run_in_kernel(port: int, token: str, code: str, timeout: float = 120) -> str:
@@ -109,83 +107,229 @@ def run_in_kernel(port: int, token: str, code: str, timeout: float = 120) -> str
         requests.delete(f"{base}/api/kernels/{kernel}", headers=headers, timeout=30)
 
 
-def test_make_demo_without_an_os_keyring_uses_a_throwaway_one(tmp_path):
-    for tool in ("make", "gnome-keyring-daemon", "dbus-run-session"):
+class DemoTerminal:
+    """`make demo` in a pseudo-terminal; everything it prints is collected by a reader
+    thread (a pty that nobody reads fills up and blocks JupyterLab's logging)."""
+
+    def __init__(self, tmp_path: Path, api_port: int, lab_port: int, token: str) -> None:
+        self.mark = uuid.uuid4().hex
+        # Short: the private bus's socket lives in the keyring directory under it, and a
+        # Unix socket's path has at most 107 bytes.
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="demo-", dir="/tmp"))
+        (tmp_path / "home").mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
+        # No session bus, hence no Secret Service: what a headless machine or a container has.
+        for name in ("DBUS_SESSION_BUS_ADDRESS", "SESSION_MAGICS_SECRET_SERVICE", "PYTHON_KEYRING_BACKEND"):
+            env.pop(name, None)
+        env.update(
+            HOME=str(tmp_path / "home"),
+            XDG_CONFIG_HOME=str(tmp_path / "config"),
+            XDG_DATA_HOME=str(tmp_path / "data"),
+            JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
+            JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+            TMPDIR=str(self.tmpdir),  # where the throwaway keyring directory goes
+            DEMO_PASSWORD="penguins",  # read by --password-env in a kernel
+            DEMO_TEST_MARK=self.mark,
+            TERM="dumb",
+        )
+        lab_args = (
+            f"--no-browser --port={lab_port} --ServerApp.port_retries=0 "
+            f"--IdentityProvider.token={token} --LabApp.workspaces_dir={tmp_path / 'workspaces'}"
+        )
+        self.child = pexpect.spawn(
+            "make",
+            ["--no-print-directory", "demo", f"DEMO_PORT={api_port}", f"DEMO_ARGS={lab_args}"],
+            cwd=str(ROOT),
+            env=env,
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(50, 200),
+        )
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+        self.ended = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = self.child.read_nonblocking(4096, timeout=None)
+                except (pexpect.EOF, OSError):
+                    break
+                with self._lock:
+                    self._parts.append(chunk)
+        finally:
+            self.ended.set()
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self._parts)
+
+    def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if self.ended.is_set():
+                break
+            time.sleep(0.1)
+        if check():
+            return
+        pytest.fail(f"{what}; output:\n{self.output[-4000:]}", pytrace=False)
+
+    def wait_for_text(self, text: str, timeout: float = 120) -> None:
+        self.wait_for(lambda: text in self.output, timeout, f"never printed {text!r}")
+
+    def ctrl_c(self) -> None:
+        """What a terminal does for Ctrl+C: the INTR character into the pty (whose driver
+        sends SIGINT to the foreground process group)."""
+        if not self.ended.is_set():
+            with contextlib.suppress(OSError):  # make ended just now
+                self.child.send("\x03")
+
+    def wait_ended(self, timeout: float) -> int | None:
+        """Wait until make has ended; its exit status (None when a signal ended it)."""
+        if not self.ended.wait(timeout):
+            pytest.fail(f"make demo did not end; output:\n{self.output[-4000:]}", pytrace=False)
+        self.child.close()
+        return self.child.exitstatus
+
+    def processes(self) -> dict[int, str]:
+        """The running processes (not zombies) that carry this demo's marker."""
+        found = {}
+        needle = f"DEMO_TEST_MARK={self.mark}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                    continue
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if state != "Z":
+                found[int(entry.name)] = cmdline.strip()
+        return found
+
+    def keyring_dirs(self) -> list[Path]:
+        return sorted(self.tmpdir.glob("secret-service.*"))
+
+    def kill(self) -> None:
+        """Last resort after a failed test: nothing of the demo may outlive it."""
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+        self.child.close(force=True)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[DemoTerminal, int, int, str]]:
+    for tool in ("make", "gnome-keyring-daemon", "dbus-daemon"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `make system-deps` (make test does)", pytrace=False)
     api_port, lab_port, token = free_port(), free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
-    # No session bus, hence no Secret Service: what a headless machine or a container has.
-    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-    env.pop("SESSION_MAGICS_SECRET_SERVICE", None)
-    env.pop("PYTHON_KEYRING_BACKEND", None)
-    env.update(
-        HOME=str(tmp_path / "home"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
-        DEMO_PASSWORD="penguins",  # read by --password-env in the kernel below
-    )
-    (tmp_path / "home").mkdir()
-    lab_args = (
-        f"--no-browser --port={lab_port} --ServerApp.port_retries=0 "
-        f"--IdentityProvider.token={token} --LabApp.workspaces_dir={tmp_path / 'workspaces'}"
-    )
-    proc = subprocess.Popen(
-        ["make", "--no-print-directory", "demo", f"DEMO_PORT={api_port}", f"DEMO_ARGS={lab_args}"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
-    reader.start()
+    term = DemoTerminal(tmp_path, api_port, lab_port, token)
     try:
-        wait_until(lambda: listening(api_port), 180, "the demo API never listened", proc, output)
-        wait_until(lambda: listening(lab_port), 120, "JupyterLab never listened", proc, output)
-        text = "".join(output)
-        assert "running with a throwaway gnome-keyring" in text, text[-3000:]
-        assert f"demo API at http://127.0.0.1:{api_port}" in text, text[-3000:]
-
-        me = requests.get(f"http://127.0.0.1:{api_port}/me", timeout=10)
-        assert me.status_code == 401 and me.headers["WWW-Authenticate"].startswith("Bearer")
-        headers = {"Authorization": f"token {token}"}
-        nb = requests.get(
-            f"http://127.0.0.1:{lab_port}/api/contents/quickstart.ipynb?content=0",
-            headers=headers,
-            timeout=10,
-        )
-        assert nb.status_code == 200 and nb.json()["type"] == "notebook"
-
-        # A kernel of this JupyterLab logs in and keeps the token in the throwaway keyring.
-        code = (
-            "%load_ext session_magics\n"
-            "import os\n"
-            "%login {{os.environ['SESSION_MAGICS_DEMO_URL']}} --user demo --password-env DEMO_PASSWORD\n"
-            "from session_magics.store import KeyringStore\n"
-            "print('BACKEND', KeyringStore().description)\n"
-            "me = %api GET /me\n"
-            "print('ME', me.status_code, me.data['username'])\n"
-        )
-        printed = run_in_kernel(lab_port, token, code)
-        assert "Logged in as demo" in printed, printed
-        assert "BACKEND OS keyring (keyring.backends.SecretService.Keyring)" in printed, printed
-        assert "ME 200 demo" in printed, printed
-        assert "penguins" not in printed  # the password itself is never shown
+        term.wait_for(lambda: listening(api_port), 180, "the demo API never listened")
+        term.wait_for(lambda: listening(lab_port), 120, "JupyterLab never listened")
+        yield term, api_port, lab_port, token
     finally:
-        # Ctrl+C in a terminal: SIGINT to the whole process group.
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    reader.join(10)
-    assert not listening(api_port), "the demo API outlived the demo"
-    assert not listening(lab_port), "JupyterLab outlived the demo"
+        term.kill()
+
+
+def start_idle_kernel(lab_port: int, token: str) -> str:
+    """A kernel of the demo's JupyterLab, left running (the demo must stop it)."""
+    base = f"http://127.0.0.1:{lab_port}"
+    headers = {"Authorization": f"token {token}"}
+    kernel = requests.post(f"{base}/api/kernels", headers=headers, json={}, timeout=30).json()["id"]
+    return str(kernel)
+
+
+def assert_everything_stopped(term: DemoTerminal, api_port: int, lab_port: int) -> None:
+    left = term.processes()
+    assert not left, "still running after make demo ended:\n" + "\n".join(
+        f"{pid} {cmd}" for pid, cmd in left.items()
+    )
+    assert not listening(api_port), "the demo API's port is still taken"
+    assert not listening(lab_port), "JupyterLab's port is still taken"
+    assert term.keyring_dirs() == [], "the throwaway keyring directory was not removed"
+    text = term.output
+    # In order: JupyterLab (and its kernels), the demo API, the keyring directory last.
+    stages = [
+        "demo: JupyterLab stopped",
+        "demo: the demo API stopped",
+        "demo: throwaway keyring stopped and removed",
+    ]
+    positions = [text.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), text[-3000:]
+    assert "Shut down this Jupyter server" not in text  # no question nobody can answer
+
+
+def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_stops_it(demo):
+    term, api_port, lab_port, token = demo
+    text = term.output
+    assert "running with a throwaway gnome-keyring" in text, text[-3000:]
+    assert f"demo API at http://127.0.0.1:{api_port}" in text, text[-3000:]
+    assert len(term.keyring_dirs()) == 1
+
+    me = requests.get(f"http://127.0.0.1:{api_port}/me", timeout=10)
+    assert me.status_code == 401 and me.headers["WWW-Authenticate"].startswith("Bearer")
+    headers = {"Authorization": f"token {token}"}
+    nb = requests.get(
+        f"http://127.0.0.1:{lab_port}/api/contents/quickstart.ipynb?content=0",
+        headers=headers,
+        timeout=10,
+    )
+    assert nb.status_code == 200 and nb.json()["type"] == "notebook"  # notebooks/ is the root
+
+    # A kernel of this JupyterLab logs in and keeps the token in the throwaway keyring.
+    code = (
+        "%load_ext session_magics\n"
+        "import os\n"
+        "%login {{os.environ['SESSION_MAGICS_DEMO_URL']}} --user demo --password-env DEMO_PASSWORD\n"
+        "from session_magics.store import KeyringStore\n"
+        "print('BACKEND', KeyringStore().description)\n"
+        "me = %api GET /me\n"
+        "print('ME', me.status_code, me.data['username'])\n"
+    )
+    printed = run_in_kernel(lab_port, token, code)
+    assert "Logged in as demo" in printed, printed
+    assert "BACKEND OS keyring (keyring.backends.SecretService.Keyring)" in printed, printed
+    assert "ME 200 demo" in printed, printed
+    assert "penguins" not in printed  # the password itself is never shown
+
+    start_idle_kernel(lab_port, token)
+    term.wait_for(
+        lambda: any("ipykernel" in cmd for cmd in term.processes().values()), 60, "no kernel started"
+    )
+    running = " | ".join(term.processes().values())
+    for part in ("jupyter-lab", "session_magics.demo", "gnome-keyring-daemon", "dbus-daemon", "ipykernel"):
+        assert part in running, running  # the marker finds every kind of process the demo has
+
+    term.ctrl_c()
+    status = term.wait_ended(120)
+    assert status != 0  # make reports the interruption
+    assert_everything_stopped(term, api_port, lab_port)
+
+
+def test_ctrl_c_again_while_the_demo_stops_orphans_nothing(demo):
+    term, api_port, lab_port, token = demo
+    start_idle_kernel(lab_port, token)
+    term.wait_for(
+        lambda: any("ipykernel" in cmd for cmd in term.processes().values()), 60, "no kernel started"
+    )
+    term.ctrl_c()
+    # Ctrl+C again at each stage of stopping (JupyterLab and its kernel, the API, the keyring).
+    for stage in ("demo: stopping", "demo: JupyterLab stopped", "demo: the demo API stopped"):
+        term.wait_for(
+            lambda s=stage: s in term.output or term.ended.is_set(), 120, f"never printed {stage!r}"
+        )
+        term.ctrl_c()
+        term.ctrl_c()
+    term.wait_ended(120)
+    assert_everything_stopped(term, api_port, lab_port)

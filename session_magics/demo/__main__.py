@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.log_level,
         help="uvicorn log level (%(default)s); the access log shows paths, never tokens",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print the first line only (the URL) and log warnings and errors only "
+        "(no access log); make demo runs it so",
+    )
     return parser
 
 
@@ -107,20 +113,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     url = socket_url(sock)
     app = create_app(config.replace(port=sock.getsockname()[1]))
-    print(
-        f"session-magics demo API: {url}\n"
-        f"  username: {config.username}\n"
-        f"  password: {config.password}\n"
-        f"  token endpoint: {url}/auth/token  (OAuth 2 password and refresh_token grants)\n"
-        f"  also: {url}/auth/jwt (simplejwt style), {url}/auth/apikey (API key)\n"
-        f"  access tokens last {_seconds(config.access_ttl)}, refresh tokens "
-        f"{_seconds(config.refresh_ttl)}; a bad token gets {config.expired_status}\n"
-        f"  try: {url}/penguins  (all endpoints: {url}/)\n"
-        "  stop with Ctrl+C",
-        flush=True,
-    )
+    if args.quiet:
+        print(f"session-magics demo API: {url}", flush=True)
+    else:
+        print(
+            f"session-magics demo API: {url}\n"
+            f"  username: {config.username}\n"
+            f"  password: {config.password}\n"
+            f"  token endpoint: {url}/auth/token  (OAuth 2 password and refresh_token grants)\n"
+            f"  also: {url}/auth/jwt (simplejwt style), {url}/auth/apikey (API key)\n"
+            f"  access tokens last {_seconds(config.access_ttl)}, refresh tokens "
+            f"{_seconds(config.refresh_ttl)}; a bad token gets {config.expired_status}\n"
+            f"  try: {url}/penguins  (all endpoints: {url}/)\n"
+            "  stop with Ctrl+C",
+            flush=True,
+        )
+    level = "warning" if args.quiet else config.log_level
     server = uvicorn.Server(
-        uvicorn_config(app, log_level=config.log_level, access_log=True, log_config=LOGGING_CONFIG)
+        uvicorn_config(app, log_level=level, access_log=not args.quiet, log_config=LOGGING_CONFIG)
     )
     try:
         server.run(sockets=[sock])

@@ -642,3 +642,16 @@ def test_token_is_a_signed_jwt(demo_api):
         ]
     )
     assert requests.get(f"{demo_api.url}/me", headers=bearer(forged), timeout=5).status_code == 401
+
+
+def test_cli_quiet_prints_the_url_line_only(demo_subprocess):
+    """make demo runs the API with --quiet: one line, then nothing for requests."""
+    proc = demo_subprocess("--quiet")
+    assert proc.banner[0].startswith("session-magics demo API: http://127.0.0.1:")
+    tokens = login(proc.url)
+    r = requests.get(f"{proc.url}/penguins?per_page=1", headers=bearer(tokens["access_token"]), timeout=5)
+    assert r.status_code == 200
+    assert proc.stop() is not None
+    proc.process.wait()
+    lines = [line for line in proc.output().splitlines() if line.strip()]
+    assert lines == [proc.banner[0]], lines  # no password, no start-up lines, no access log
