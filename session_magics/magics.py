@@ -532,7 +532,7 @@ class SessionMagics(Magics):
         if args.quiet:
             return None
         if value is not result or result.json_tree:  # a display that cannot carry the summary line
-            self._display(_SummaryLine(result.summary()))
+            self._display(result.summary_line())
         return value
 
     def _save(self, path: str, result: ApiResult) -> None:
@@ -657,21 +657,6 @@ def _parse_remembered(magic: Any, line: str) -> Any:
         _PARSED[key] = parsed
     # A copy (lists too): callers may change theirs without changing the remembered one.
     return argparse.Namespace(**{k: list(v) if isinstance(v, list) else v for k, v in vars(parsed).items()})
-
-
-class _SummaryLine:
-    """The one-line summary of a request, shown above a JSON tree, a DataFrame or an extract."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        import html
-
-        return {
-            "text/plain": self.text,
-            "text/html": f'<div style="font-family:monospace">{html.escape(self.text)}</div>',
-        }
 
 
 @sealed()  # as session.drive: no traceback reaches the frames of the flow (they hold the token)

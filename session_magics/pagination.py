@@ -197,6 +197,43 @@ def estimate_pages(result: ApiResult, per_page: int) -> int | None:
     return None
 
 
+#: Query parameters that say a request asked for a page other than the first by a
+#: cursor or an offset (its number is then unknown).
+_NOT_FIRST_PARAMS = frozenset(
+    {"cursor", "after", "before", "offset", "start", "page_token", "pagetoken", "starting_after"}
+    | {"continuation"}
+)
+
+
+def page_hint(result: ApiResult) -> str | None:
+    """For one page of a paginated answer fetched without ``--all``: which page it is and
+    that more follow, e.g. ``page 1 of 2 — use --all for every page``; None when the
+    answer does not announce a next page."""
+    try:
+        if next_page(result, result.url) is None:
+            return None
+    except Exception:  # a summary line must not fail because of an odd body
+        return None
+    found = page_records(result.data)
+    total = estimate_pages(result, len(found) if found else 0)
+    query = dict(parse_qsl(urlsplit(result.url).query))
+    number = query.get(PAGE_PARAM, "")
+    current: int | None
+    if number.isdigit():
+        current = int(number)
+    elif any(key.lower() in _NOT_FIRST_PARAMS for key in query):
+        current = None
+    else:
+        current = 1
+    if current is not None and total is not None and total > current:
+        where = f"page {current} of {total}"
+    elif current is not None:
+        where = f"page {current}, more pages follow"
+    else:
+        where = "more pages follow"
+    return f"{where} — use --all for every page"
+
+
 def _scheme_netloc(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()

@@ -97,6 +97,27 @@ def _is_network_error(exc: OSError) -> bool:
     return isinstance(exc, requests.RequestException)
 
 
+SUMMARY_COLORS = {True: "#2e7d32", False: "#c62828"}  # a successful answer, an error status
+
+
+def summary_html(text: str, ok: bool = True) -> str:
+    """The summary line as HTML: one look for every display (JSON tree, table, text,
+    DataFrame, extract), green for a successful answer, red for an error status."""
+    return f'<div style="font-family:monospace;color:{SUMMARY_COLORS[bool(ok)]}">{html.escape(text)}</div>'
+
+
+class SummaryLine:
+    """The summary line on its own: shown above a display that cannot carry it (a JSON
+    tree, a DataFrame, an extract), styled as the line a table or text result starts with."""
+
+    def __init__(self, text: str, ok: bool = True) -> None:
+        self.text = text
+        self.ok = ok
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": self.text, "text/html": summary_html(self.text, self.ok)}
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -221,10 +242,25 @@ class ApiResult:
     def summary(self) -> str:
         size = self.saved_bytes if self.saved_to is not None else len(self.content)
         ctype = self.headers.get("Content-Type", "").split(";")[0] or "no content type"
-        return self.redactor.text(
+        line = (
             f"{self.method} {self.url} → {self.status_code} {self.reason} "
             f"· {self.elapsed * 1000:.0f} ms · {_size(size)} {ctype}"
         )
+        more = self.more_pages()
+        return self.redactor.text(f"{line} · {more}" if more else line)
+
+    def more_pages(self) -> str | None:
+        """When this answer is one page of several: e.g. "page 1 of 2 — use --all for
+        every page" (a single page shown as if it were everything misleads), else None."""
+        if not self.ok or self.saved_to is not None:
+            return None
+        from .pagination import page_hint
+
+        return page_hint(self)
+
+    def summary_line(self) -> SummaryLine:
+        """The summary line as a display of its own (see :class:`SummaryLine`)."""
+        return SummaryLine(self.summary(), self.ok)
 
     def __repr__(self) -> str:
         return self.redactor.text(f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>")
@@ -352,8 +388,8 @@ class ApiResult:
         if self.json_tree:
             bundle["application/json"] = self.redactor.data(self.data)
             return bundle, {"application/json": {"expanded": False, "root": "data"}}
-        color = "#2e7d32" if self.ok else "#c62828"
-        head = f'<div style="font-family:monospace;color:{color}">{html.escape(summary)}</div>'
+        color = SUMMARY_COLORS[bool(self.ok)]
+        head = summary_html(summary, self.ok)
         if not self.ok:
             status = html.escape(self.redactor.text(f"HTTP {self.status_code} {self.reason}"))
             head += f'<div style="color:{color}"><b>{status}</b>: {html.escape(self.problem())}.</div>'

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from session_magics.config import ConfigError, find_project_table, read, user_config_file
-from tests.ipython_helpers import shell_factory
+from tests.ipython_helpers import dispose, shell_factory
 
 PASSWORD_ENV = "SM_CONFIG_PASSWORD"
 SETTINGS = ("timeout", "leeway", "max_pages", "cursor_param", "use_keyring", "allow_plaintext_keyring")
@@ -261,7 +261,7 @@ def test_config_set_before_loading_wins_too(dirs, api, tmp_path, kr, monkeypatch
         assert magics._instance.max_pages == 4  # not set explicitly: from the file
     finally:
         ip.run_line_magic("unload_ext", "session_magics")
-        InteractiveShell.clear_instance()
+        dispose(ip)
 
 
 def test_login_with_a_configured_profile_needs_no_url(dirs, api, shells):

@@ -238,3 +238,44 @@ def test_session_magics_entries_are_forgotten_between_tests(secret_service_keyri
     assert secret_service_keyring.get_password(ours[1], "alice") is None
     assert secret_service_keyring.get_password(other, "alice") == "value"
     secret_service_keyring.delete_password(other, "alice")
+
+
+# --- the test shells ----------------------------------------------------------------
+
+
+EXIT_PROBE = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from IPython.core.interactiveshell import InteractiveShell
+
+reset_at_exit = InteractiveShell.atexit_operations
+
+def reporting(self):
+    print("RESET AT EXIT", flush=True)
+    reset_at_exit(self)
+
+InteractiveShell.atexit_operations = reporting  # what each new shell registers with atexit
+from tests.ipython_helpers import Shell
+
+for n in range(3):
+    shell = Shell(f"{sys.argv[2]}/ipython{n}")
+    shell.run("numbers = list(range(1000))")
+    shell.close()
+savers = [t for t in threading.enumerate() if t.name == "IPythonHistorySavingThread"]
+print("CLOSED", len(savers), flush=True)
+"""
+
+
+def test_closed_test_shells_leave_nothing_for_the_interpreter_exit(tmp_path):
+    """Nothing of a closed test shell waits for the interpreter's exit. IPython's atexit
+    hooks did: every shell of the run stayed in memory, and at exit each was reset with a
+    gc.collect() of its own, so pytest sat silent for a minute after its summary line."""
+    run = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, str(Path(__file__).resolve().parent.parent), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "CLOSED 0" in run.stdout, run.stdout  # no history-saving thread left running
+    assert "RESET AT EXIT" not in run.stdout, run.stdout

@@ -57,7 +57,7 @@ def test_quickstart_runs_headless_with_password_env(secret_service_keyring, kern
     password = api.config.password
     text = outputs_text(nb)
     assert "Logged in as demo" in text
-    assert "Gentoo" in text and "Adelie" in text  # the groupby table
+    assert "Gentoo" in text and "Adelie" in text and "Chinstrap" in text  # --all: every species
     assert stats["password_grants"] == 1
     assert password not in text
     # nothing secret in the notebook as it would be saved

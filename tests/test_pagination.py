@@ -490,3 +490,87 @@ def test_extract_function_directly():
     assert extract(data, "results[].a") == [1, 2]
     with pytest.raises(ExtractError):
         extract(data, "")
+
+
+# -- one page of several, shown without --all ------------------------------------------
+
+
+def _summary_of(run) -> str:
+    """The summary line a cell showed (the first line of its first text display)."""
+    return run.displayed[0]["text/plain"].splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("request_line", "hint"),
+    [
+        ("GET /penguins?per_page=200", "page 1 of 2 — use --all for every page"),
+        ("GET /penguins?per_page=100&page=2", "page 2 of 4 — use --all for every page"),
+        ("GET /penguins/pages?per_page=100", "page 1, more pages follow — use --all for every page"),
+        ("GET /penguins/cursor?limit=100", "page 1 of 4 — use --all for every page"),
+    ],
+)
+def test_a_page_of_several_says_so_in_its_summary_line(api, shell, request_line, hint):
+    login(shell, api)
+    run = shell.run(f"%%api\n{request_line}")
+    assert run.error is None, run.all_text
+    assert _summary_of(run).endswith(f" · {hint}"), _summary_of(run)
+    assert hint in run.displayed[0]["text/html"]
+
+
+def test_a_page_reached_by_a_cursor_does_not_guess_its_number(api, shell):
+    login(shell, api)
+    first = shell.run("r = %api GET /penguins/cursor?limit=100")
+    assert first.error is None, first.all_text
+    cursor = shell.ip.user_ns["r"].data["meta"]["next_cursor"]
+    run = shell.run(f"%%api\nGET /penguins/cursor?limit=100&cursor={cursor}")
+    assert _summary_of(run).endswith(" · more pages follow — use --all for every page"), _summary_of(run)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    ["GET /penguins?per_page=200&page=2", "GET /penguins?per_page=400", "GET /me", "GET /penguins --all"],
+)
+def test_the_last_or_only_page_and_all_pages_have_no_hint(api, shell, request_line):
+    login(shell, api)
+    run = shell.run(f"%api {request_line}")
+    assert run.error is None, run.all_text
+    assert all("--all for every page" not in str(d) for d in run.displayed), run.displayed
+
+
+def test_a_page_of_several_as_a_dataframe_says_so_above_it(api, shell):
+    login(shell, api)
+    run = shell.run("df = %api GET /penguins?per_page=200 --df")
+    assert run.error is None, run.all_text
+    assert shell.ip.user_ns["df"].shape[0] == 200
+    assert "page 1 of 2 — use --all for every page" in run.displayed[0]["text/plain"]
+
+
+# -- summary lines look the same whatever the body -----------------------------------
+
+
+def _summary_div(html_text: str) -> str:
+    """The opening tag of the summary line's HTML (its look)."""
+    head = html_text.split(">", 1)[0] + ">"
+    assert head.startswith("<div "), html_text[:200]
+    return head
+
+
+def test_summary_lines_look_the_same_for_json_tables_text_and_dataframes(api, shell):
+    login(shell, api)
+    json_tree = shell.run("%%api\nGET /me")  # a JSON tree: the summary line is a display of its own
+    assert "application/json" in json_tree.displayed[-1]
+    table = shell.run("%%api\nGET /penguins?per_page=5")  # a table, the summary line inside
+    frame = shell.run("%api GET /penguins?per_page=5 --df")  # a DataFrame below a summary line
+    text = shell.run("%%api\nGET /text")  # plain text
+    assert "penguin colony" in text.displayed[0]["text/html"]
+    looks = {
+        "json": _summary_div(json_tree.displayed[0]["text/html"]),
+        "table": _summary_div(table.displayed[0]["text/html"]),
+        "dataframe": _summary_div(frame.displayed[0]["text/html"]),
+        "text": _summary_div(text.displayed[0]["text/html"]),
+    }
+    assert len(set(looks.values())) == 1, looks
+    failed = shell.run("%%api\nGET /status/404")
+    assert failed.error is None, failed.all_text
+    failed_look = _summary_div(failed.displayed[0]["text/html"])
+    assert failed_look != looks["json"] and "font-family:monospace" in failed_look  # red, same font

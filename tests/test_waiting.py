@@ -27,6 +27,7 @@ from session_magics.waiting import (
     wait_for,
     wait_for_async,
 )
+from tests.ipython_helpers import dispose
 
 NAMES = {"api", "login"}
 
@@ -148,7 +149,7 @@ def shell(tmp_path: Path) -> Iterator[Any]:
         yield ip
     finally:
         uninstall_transformer(ip)
-        InteractiveShell.clear_instance()
+        dispose(ip)
 
 
 def test_not_installed_outside_a_kernel(shell: Any) -> None:
