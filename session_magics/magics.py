@@ -414,6 +414,7 @@ class SessionMagics(Magics):
             print("No profiles yet: %login BASE_URL")
             return
         rows = []
+        missing: dict[str, None] = {}  # why some tokens could not be looked at (each reason once)
         for name, session in self.sessions.items():
             try:
                 token = session.token
@@ -424,28 +425,97 @@ class SessionMagics(Magics):
                     else "not logged in"
                 )
             except SessionMagicsError as exc:
-                state = f"unknown ({exc})"
+                state = "token unknown (see below)"
+                missing[str(exc)] = None
+            try:
+                where = session.store.description
+            except SessionMagicsError as exc:  # no usable keyring: say so once, below
+                where = "OS keyring (unavailable)"
+                missing[str(exc)] = None
             mark = "*" if name == self.default_profile else " "
-            rows.append(
-                f"{mark} {name}: {session.profile.base_url} — {state} — {session.store.description}"
-                + source_note(self, name)
-            )
+            url = session.profile.base_url
+            label = url if name == session.profile.origin_text else f"{name}: {url}"
+            rows.append(f"{mark} {label} — {state} — {where}" + source_note(self, name))
+        rows += [f"Could not read the keyring: {reason}" for reason in missing]
         print("\n".join(rows))
 
     # --------------------------------------------------------------- %logout
+    def _logout_session(self, target: str | None) -> tuple[ApiSession, bool]:
+        """The session to log out of, and whether it is a temporary one (a URL this kernel
+        has no profile for: its stored login is looked up in the keyring, as a fresh kernel
+        would)."""
+        from .profile import Profile, origin_of
+
+        if target is None or target in self.sessions:
+            return self.session(target), False
+        origin = origin_of(target)
+        if origin is None:
+            return self.session(target), False  # a configured profile, or a clear error
+        for session in self.sessions.values():  # a profile of this kernel for that origin
+            if session.profile.origin == origin:
+                return session, False
+        try:
+            return self.session(target), False  # a configured profile named like a URL
+        except ProfileError:
+            pass
+        from .session import ApiSession
+
+        profile = Profile(name="", base_url=target, allow_http=True)
+        profile.name = profile.origin_text
+        return ApiSession(profile, self.store(self.use_keyring), timeout=self.timeout), True
+
     @magic_arguments()
-    @argument("--profile", help="The profile to log out of (default: the current one).")
+    @argument(
+        "url",
+        nargs="?",
+        help="The API's base URL (or origin): logs out of the login stored for it, whether "
+        "or not this kernel logged in there.",
+    )
+    @argument("--profile", help="The profile (or base URL) to log out of (default: the current one).")
     @no_var_expand
     @line_magic
     def logout(self, line: str = "") -> None:
         """Log out: revoke the token (if the API has a revoke endpoint), delete it from the
-        keyring and from memory."""
+        keyring and from memory. ::
+
+            %logout
+            %logout http://127.0.0.1:8765
+            %logout --profile prod
+
+        A URL finds the login stored in the keyring for its origin, also from a kernel
+        that never ran %login there. Afterwards this kernel reads the keyring again
+        when the profile is next used, so a login made meanwhile by another kernel
+        counts."""
+        from .errors import KeyringError
+
         args = parse_argstring(self.logout, line)
-        session = self.session(args.profile)
-        notes = session.logout()
+        if args.url and args.profile:
+            raise ProfileError("give either a URL or --profile, not both")
+        session, temporary = self._logout_session(args.url or args.profile)
+        where = session.profile.origin_text
+        in_memory = session.token_in_memory()
+        stored = False
+        try:
+            found = session.store.load(session.profile, fresh=True) is not None
+        except KeyringError:
+            found = False
+        if session.profile.use_keyring:
+            stored = found
+        else:  # --no-keyring: the "store" is this kernel's memory
+            in_memory = in_memory or found
+        try:
+            notes = session.logout()
+        finally:
+            if temporary:
+                session.close()
         for note in notes:
             print(f"Note: {note}", file=sys.stderr)
-        print(f"Logged out of {session.profile.origin_text}; the stored token was deleted.")
+        if stored:
+            print(f"Logged out of {where}; the stored token was deleted.")
+        elif in_memory:
+            print(f"Logged out of {where}; the token (kept in memory only) was dropped.")
+        else:
+            print(f"Not logged in at {where}: no stored token, nothing was deleted.")
 
     # ------------------------------------------------------------------ %%api
     def _api_prepare(self, line: str, cell: str | None) -> tuple[Any, ApiSession | None, dict[str, Any]]:

@@ -149,11 +149,17 @@ class ApiSession:
         return token
 
     def forget(self) -> None:
-        """Drop the token from memory and from the store."""
+        """Drop the token from memory and from the store. The next use reads the store
+        again, as a fresh kernel would: another kernel may log in meanwhile."""
         with self._lock:
             self._token = None
-            self._loaded = True
+            self._loaded = False
         self.store.delete(self.profile)
+
+    def token_in_memory(self) -> bool:
+        """Whether this session holds a token now (without reading the store)."""
+        with self._lock:
+            return self._loaded and self._token is not None
 
     def take_over(self, old: ApiSession) -> None:
         """Keep the token of the session this one replaces (same origin and user).

@@ -377,7 +377,9 @@ class KeyringStore:
 
         self._guard(delete, "delete a token", on_late=lambda: self._settle_late(key, None))
         with self._lock:
-            self._cache[key] = None
+            # Not "None": after a logout the next read asks the keyring, where another
+            # kernel may have stored a new login meanwhile.
+            self._cache.pop(key, None)
 
     def _settle_late(self, key: tuple[str, str], done: str | None) -> None:
         """A keyring call we stopped waiting for has finished now (``done``: the value it

@@ -275,3 +275,79 @@ def test_config_changes_apply_to_existing_profiles(api, kr, new_shell):
     assert r.error is not None and "no answer within 0.5 s" in str(r.error)
     shell.run("%config SessionMagics.leeway = 5")
     assert shell.magics.sessions[api.url].leeway == 5
+
+
+# -- %logout and %login --status from any kernel --------------------------------------
+
+
+@pytest.mark.parametrize("form", ["{url}", "--profile {url}", "{url}/v1/"])
+def test_logout_by_url_in_a_fresh_kernel_finds_the_stored_login(api, kr, new_shell, form):
+    login(new_shell(), api)
+    service = f"session-magics {api.url}"
+    assert kr.get_password(service, "demo") is not None
+    fresh = new_shell()  # another kernel: no profile of its own for that API
+    r = fresh.run("%logout " + form.format(url=api.url))
+    assert r.error is None, r.all_text
+    assert f"Logged out of {api.url}; the stored token was deleted." in r.stdout
+    assert kr.get_password(service, "demo") is None
+    assert fresh.magics.sessions == {}  # looked up, not kept as a profile of this kernel
+
+
+def test_logout_says_deleted_only_when_something_was_stored(api, kr, new_shell):
+    shell = new_shell()
+    r = shell.run(f"%logout {api.url}")
+    assert r.error is None, r.all_text
+    assert "the stored token was deleted" not in r.stdout
+    assert f"Not logged in at {api.url}: no stored token, nothing was deleted." in r.stdout
+    login(shell, api)
+    first = shell.run("%logout")
+    assert "the stored token was deleted" in first.stdout
+    again = shell.run("%logout")
+    assert again.error is None, again.all_text
+    assert "the stored token was deleted" not in again.stdout and "no stored token" in again.stdout
+
+
+def test_logout_of_a_memory_only_login_says_what_was_dropped(api, new_shell):
+    keyring.set_keyring(fail.Keyring())
+    shell = new_shell()
+    login(shell, api, "--no-keyring")
+    r = shell.run("%logout")
+    assert r.error is None, r.all_text
+    assert "the token (kept in memory only) was dropped" in r.stdout
+    assert "stored token was deleted" not in r.stdout
+
+
+def test_a_kernel_that_logged_out_uses_a_login_made_later_by_another(api, kr, new_shell, monkeypatch):
+    first, second = new_shell(), new_shell()
+    login(first, api)
+    assert "the stored token was deleted" in first.run("%logout").stdout
+    login(second, api)  # another kernel logs in again afterwards
+    monkeypatch.delenv(PASSWORD_ENV)  # the first kernel could not log in by itself now
+    r = first.run("%%api\nGET /me")
+    assert r.error is None, r.all_text
+    assert r.result.status_code == 200 and r.result.data["username"] == "demo"
+    assert "Already logged in as demo" in first.run(f"%login {api.url}").stdout
+    assert api.stats()["password_grants"] == 2  # the two %login, no third
+
+
+def test_status_without_a_keyring_lists_what_it_can_and_says_why(api, new_shell):
+    keyring.set_keyring(fail.Keyring())
+    shell = new_shell()
+    login(shell, api, "--no-keyring --profile mem")
+    failed = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV}")
+    assert isinstance(failed.error, KeyringError)  # this profile stays, without a token
+    r = shell.run("%login --status")
+    assert r.error is None, r.all_text
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("* mem: ") and "demo, token expires" in line for line in lines), r.stdout
+    assert any(api.url in line and "token unknown" in line for line in lines), r.stdout
+    assert sum("no OS keyring is available" in line for line in lines) == 1, r.stdout
+
+
+def test_status_shows_each_url_once(api, kr, new_shell):
+    shell = new_shell()
+    login(shell, api)
+    r = shell.run("%login --status")
+    (row,) = r.stdout.splitlines()
+    assert row.count("127.0.0.1") == 1, row
+    assert row.startswith(f"* {api.url}/ — demo, token expires"), row
