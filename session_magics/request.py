@@ -42,6 +42,7 @@ class RequestSpec:
     url: str
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: str | None = None
+    body_is_json: bool | None = field(default=None, repr=False, compare=False)  # known by the parser
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -58,9 +59,11 @@ class RequestSpec:
         ctype = self.header("Content-Type")
         if ctype is not None:
             return "json" in ctype.lower()
+        if self.body_is_json is not None:
+            return self.body_is_json
         try:
             json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         return True
 
@@ -219,4 +222,30 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
         raw = "\n".join(lines[start:]).rstrip("\n")
         if raw.strip():
             body = _interpolate(raw, no(start), evaluate, as_json=True)
-    return RequestSpec(method=method, url=url, headers=headers, body=body)
+    spec = RequestSpec(method=method, url=url, headers=headers, body=body)
+    if body is not None and spec.header("Content-Type") is None and body.lstrip()[:1] in ("{", "["):
+        spec.body_is_json = _check_json_body(body, no(start), filled="{{" in raw)
+    return spec
+
+
+def _check_json_body(body: str, first_line: int, *, filled: bool = False) -> bool:
+    """A body that looks like JSON (it starts with ``{`` or ``[``) and has no Content-Type
+    must be JSON: sent as text it would reach the server as a puzzle (a 400 or 415 at
+    best), so it is refused with the parse error and where it is. A Content-Type line
+    in the cell sends the body as it is. The message names positions only, never the
+    body's text (it may hold an inserted secret)."""
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        # With {{...}} filled in, the body's lines need not be the cell's lines (a value
+        # may hold line breaks): the error then names the body's first line.
+        after = " with the {{...}} values in" if filled else ""
+        raise RequestSyntaxError(
+            f"the body looks like JSON but is not valid JSON: {exc.msg} "
+            f"(line {exc.lineno}, column {exc.colno} of the body{after}). Fix it, or add a "
+            "Content-Type header (e.g. Content-Type: text/plain) to send it as it is",
+            first_line if filled else first_line + exc.lineno - 1,
+        ) from None
+    except RecursionError:  # nested too deeply to check here: sent as JSON, the server decides
+        return True
+    return True

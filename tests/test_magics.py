@@ -10,6 +10,7 @@ import pytest
 from keyring.backends import fail, null
 
 from session_magics import KeyringError, SessionExpired
+from session_magics.errors import RequestSyntaxError
 from tests.ipython_helpers import shell_factory
 
 PASSWORD_ENV = "SM_TEST_PASSWORD"
@@ -351,3 +352,15 @@ def test_status_shows_each_url_once(api, kr, new_shell):
     (row,) = r.stdout.splitlines()
     assert row.count("127.0.0.1") == 1, row
     assert row.startswith(f"* {api.url}/ — demo, token expires"), row
+
+
+def test_a_broken_json_body_is_refused_before_anything_is_sent(recorder, new_shell):
+    shell = new_shell()
+    r = shell.run(f'%%api\nPOST {recorder.url}/items\n\n{{"name": "Adélie",}}')
+    assert isinstance(r.error, RequestSyntaxError), r.all_text
+    assert "line 3: the body looks like JSON but is not valid JSON" in str(r.error)
+    ok = shell.run(f'%%api\nPOST {recorder.url}/items\nContent-Type: text/plain\n\n{{"name": "Adélie",}}')
+    assert ok.error is None, ok.all_text
+    (sent,) = recorder.wait_for(1)  # only the second one: the first never left
+    assert sent["headers"]["content-type"] == "text/plain"
+    assert sent["body"] == '{"name": "Adélie",}'.encode()

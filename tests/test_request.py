@@ -94,3 +94,50 @@ def test_first_line_offsets_line_numbers():
 def test_placeholder_without_namespace_is_an_error():
     with pytest.raises(RequestSyntaxError):
         parse_request("GET /{{x}}")
+
+
+# -- a body that looks like JSON but is not ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "line", "where"),
+    [
+        ('POST /echo\n\n{"a": 1,}', 3, "line 1, column 9 of the body"),
+        ('POST /echo\nAccept: application/json\n\n[1, 2\n', 4, "line 1, column 6 of the body"),
+        ('POST /echo\n\n{\n  "a": 1\n  "b": 2\n}', 5, "line 3, column 3 of the body"),
+        ("POST /echo\n\n{'a': 1}", 3, "line 1, column 2 of the body"),
+    ],
+)
+def test_a_body_that_looks_like_json_but_is_not_is_refused_with_where(cell, line, where):
+    with pytest.raises(RequestSyntaxError) as info:
+        parse_request(cell)
+    assert info.value.lineno == line
+    message = str(info.value)
+    assert message.startswith(f"line {line}: the body looks like JSON but is not valid JSON: ")
+    assert f"({where})" in message and "Content-Type" in message
+
+
+def test_the_refusal_does_not_quote_the_body():
+    with pytest.raises(RequestSyntaxError) as info:
+        parse_request('POST /echo\n\n{"password": "{{secret}}",}', ev({"secret": "hunter2-secret"}))
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/json", "application/x-custom"])
+def test_a_content_type_sends_such_a_body_as_it_is(ctype):
+    spec = parse_request(f'POST /echo\nContent-Type: {ctype}\n\n{{"a": 1,}}')
+    assert spec.body == '{"a": 1,}'
+    assert spec.json_body == ("json" in ctype)
+
+
+def test_valid_json_and_other_text_bodies_are_unchanged():
+    assert parse_request('POST /echo\n\n{"a": [1, 2]}').json_body
+    assert not parse_request("POST /echo\n\nname=Adélie&n=5").json_body
+    assert not parse_request("POST /echo\n\n a {curly} sentence").json_body
+
+
+def test_with_values_filled_in_the_refusal_names_the_bodys_first_line():
+    with pytest.raises(RequestSyntaxError) as info:
+        parse_request('POST /echo\n\n{"v": {{v}}}', ev({"v": "1,\nx"}))  # a string goes in as it is
+    assert info.value.lineno == 3
+    assert "(line 2, column 1 of the body with the {{...}} values in)" in str(info.value)
