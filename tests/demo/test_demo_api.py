@@ -655,3 +655,19 @@ def test_cli_quiet_prints_the_url_line_only(demo_subprocess):
     proc.process.wait()
     lines = [line for line in proc.output().splitlines() if line.strip()]
     assert lines == [proc.banner[0]], lines  # no password, no start-up lines, no access log
+
+
+def test_readme_names_only_options_the_demo_has():
+    """The README's section on running the demo API alone names its options: each exists."""
+    import re
+    from pathlib import Path
+
+    from session_magics.demo.__main__ import build_parser
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Headless, or on your own", 1)[1].split("\n## ", 1)[0]
+    demo_part = section.split("**The demo API on its own**", 1)[1]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", demo_part))
+    known = {opt for action in build_parser()._actions for opt in action.option_strings}
+    assert {"--port", "--access-ttl", "--refresh-ttl", "--user", "--password", "--help"} <= named
+    assert named <= known, named - known
