@@ -90,8 +90,8 @@ def test_large_values_round_trip(secret_service_keyring, size):
 @pytest.mark.slow
 def test_wrapper_uses_a_throwaway_keyring_and_passes_the_exit_code(tmp_path):
     """Two runs share nothing, nothing can be D-Bus-activated, CMD's exit code comes back."""
-    if not all(shutil.which(t) for t in ("dbus-run-session", "gnome-keyring-daemon")):
-        cannot_run("dbus-run-session / gnome-keyring-daemon missing: run make system-deps")
+    if not all(shutil.which(t) for t in ("dbus-daemon", "gnome-keyring-daemon")):
+        cannot_run("dbus-daemon / gnome-keyring-daemon missing: run make system-deps")
     service = unique_service()
     script = (
         "import os, sys\n"
