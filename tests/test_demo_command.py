@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -105,6 +106,25 @@ def run_in_kernel(port: int, token: str, code: str, timeout: float = 120) -> str
         return IOLoop.current().run_sync(talk, timeout=timeout + 10)
     finally:
         requests.delete(f"{base}/api/kernels/{kernel}", headers=headers, timeout=30)
+
+
+def marked_processes(mark: str) -> dict[int, str]:
+    """The running processes (not zombies) whose environment holds DEMO_TEST_MARK=mark."""
+    found = {}
+    needle = f"DEMO_TEST_MARK={mark}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if state != "Z":
+            found[int(entry.name)] = cmdline.strip()
+    return found
 
 
 class DemoTerminal:
@@ -199,21 +219,7 @@ class DemoTerminal:
 
     def processes(self) -> dict[int, str]:
         """The running processes (not zombies) that carry this demo's marker."""
-        found = {}
-        needle = f"DEMO_TEST_MARK={self.mark}".encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                    continue
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-            if state != "Z":
-                found[int(entry.name)] = cmdline.strip()
-        return found
+        return marked_processes(self.mark)
 
     def keyring_dirs(self) -> list[Path]:
         return sorted(self.tmpdir.glob("secret-service.*"))
@@ -333,3 +339,63 @@ def test_ctrl_c_again_while_the_demo_stops_orphans_nothing(demo):
         term.ctrl_c()
     term.wait_ended(120)
     assert_everything_stopped(term, api_port, lab_port)
+
+
+def test_ctrl_c_in_the_secret_service_wrapper_stops_its_daemons_and_removes_the_directory():
+    """scripts/with-secret-service.sh alone (make test runs in it): Ctrl+C reaches the
+    command, and the wrapper then stops the keyring daemon and the bus and removes its
+    directory, whatever further Ctrl+C come meanwhile."""
+    mark = uuid.uuid4().hex
+    tmpdir = Path(tempfile.mkdtemp(prefix="wss-", dir="/tmp"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DBUS_SESSION_BUS_ADDRESS", "SESSION_MAGICS_SECRET_SERVICE")
+    }
+    env.update(TMPDIR=str(tmpdir), DEMO_TEST_MARK=mark, TERM="dumb")
+    # A command that still uses the keyring while it stops, as pytest's teardown or a
+    # kernel saving its token would: the bus and the daemon must outlive it.
+    waiting = (
+        "import signal, time\n"
+        "from keyring.backends import SecretService\n"
+        "ring = SecretService.Keyring()\n"
+        "print('READY', flush=True)\n"
+        "try:\n"
+        "    time.sleep(600)\n"
+        "except KeyboardInterrupt:\n"
+        "    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stops in its own time\n"
+        "    try:\n"
+        "        for n in range(20):\n"
+        "            ring.set_password('wrapper-test', 'u', str(n))\n"
+        "            assert ring.get_password('wrapper-test', 'u') == str(n)\n"
+        "        print('KEYRING ANSWERED WHILE STOPPING', flush=True)\n"
+        "    except Exception as exc:\n"
+        "        print('KEYRING GONE WHILE STOPPING', type(exc).__name__, flush=True)\n"
+        "    raise SystemExit(130)\n"
+    )
+    child = pexpect.spawn(
+        str(ROOT / "scripts" / "with-secret-service.sh"),
+        [sys.executable, "-c", waiting],
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+    )
+    try:
+        child.expect("READY")
+        running = " | ".join(marked_processes(mark).values())
+        assert "dbus-daemon" in running and "gnome-keyring-daemon" in running, running
+        assert len(list(tmpdir.glob("secret-service.*"))) == 1
+        child.send("\x03")
+        child.send("\x03")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert "KEYRING ANSWERED WHILE STOPPING" in child.before, child.before
+        assert child.exitstatus == 130, (child.exitstatus, child.signalstatus, child.before)
+        assert marked_processes(mark) == {}
+        assert list(tmpdir.glob("secret-service.*")) == []
+    finally:
+        for pid in marked_processes(mark):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+        child.close(force=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
