@@ -54,8 +54,10 @@ stop_pid() {
   [ -n "$pid" ] || return 0
   kill "$pid" 2>/dev/null || return 0
   for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do running "$pid" || break; sleep 0.05; done
+  if running "$pid"; then
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do running "$pid" || break; sleep 0.05; done
+  fi
   wait "$pid" 2>/dev/null || true  # reaps the keyring daemon (our child)
 }
 
