@@ -169,13 +169,20 @@ class SessionMagics(Magics):
         A generator so one decision serves both drivers: it yields the form when the
         caller has to wait for it (synchronously or with ``await``).
         """
-        note = self._login_env(session)
-        if note is None:
-            return
         from . import waiting
         from .ui import LoginForm, no_frontend_error, terminal_login
 
+        pending = session.pending_approvals()
+        # --password-env / --token-env: a scheduled run, where nobody confirms anything.
+        env_login = session.profile.password_env or session.profile.token_env
+        if pending and env_login:
+            raise pending[0]
+        note = self._login_env(session)
+        if note is None:
+            return
         kind = waiting.frontend()
+        if pending and kind not in ("widgets", "terminal"):
+            raise pending[0]  # nobody can be asked: say how to approve, send nothing
         if kind == "widgets":
             form = LoginForm(session, title)
             self._display(form)
@@ -209,7 +216,7 @@ class SessionMagics(Magics):
 
     # ---------------------------------------------------------------- %login
     def _profile_from_args(self, args: Any) -> Any:
-        from .config import login_args
+        from .config import endpoint_sources, login_args
         from .profile import Profile
         from .tokens import FieldNames
 
@@ -250,6 +257,7 @@ class SessionMagics(Magics):
             use_keyring=self.use_keyring and not args.no_keyring,
             password_env=args.password_env,
             token_env=args.token_env,
+            set_by=endpoint_sources(self, args),
         )
         profile.name = name or profile.origin_text
         return profile
@@ -270,10 +278,42 @@ class SessionMagics(Magics):
         self.sessions[profile.name] = session
         return session
 
-    def _login_prepare(self, line: str) -> tuple[Any, ApiSession | None]:
-        from .request import interpolate
+    def _parse_login_line(self, line: str) -> Any:
+        """``%login`` options, with ``{{expr}}`` values inserted *after* the line is split:
+        a value is one argument whatever it holds (`` --login http://elsewhere`` in a value
+        stays part of that value, never an option)."""
+        import secrets
 
-        args = parse_argstring(self.login, interpolate(line, self._evaluate))
+        from .request import _PLACEHOLDER, interpolate
+
+        values: dict[str, str] = {}
+        tag = f"smv{secrets.token_hex(8)}n"
+
+        def mask(match: Any) -> str:
+            key = f"{tag}{len(values)}x"
+            values[key] = interpolate(match.group(0), self._evaluate)
+            return key
+
+        masked = _PLACEHOLDER.sub(mask, line)
+        interpolate(masked, self._evaluate)  # a lone '{{' or '}}': the usual error
+        args = parse_argstring(self.login, masked)
+        if not values:
+            return args
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            if isinstance(value, str) and tag in value:
+                for key, text in values.items():
+                    value = value.replace(key, text)
+            return value
+
+        for name, value in vars(args).items():
+            setattr(args, name, fill(value))
+        return args
+
+    def _login_prepare(self, line: str) -> tuple[Any, ApiSession | None]:
+        args = self._parse_login_line(line)
         if args.status:
             self._print_status()
             return args, None
@@ -289,11 +329,17 @@ class SessionMagics(Magics):
     def _already(self, args: Any, session: ApiSession) -> bool:
         if args.force:
             return False
+        from .trust import ApprovalNeeded
+
         token = session.token
         if token is None:
             return False
         if token.is_expired(self.leeway):
-            if not token.refresh_token or session.refresh(stale=token) is None:
+            try:
+                renewed = session.refresh(stale=token) if token.refresh_token else None
+            except ApprovalNeeded:
+                return False  # the login asks for the approval (or says how to give it)
+            if renewed is None:
                 session.forget()
                 return False
         self._logged_in(session, again=False)
@@ -309,6 +355,7 @@ class SessionMagics(Magics):
         msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
         if session.profile.name != where:
             msg += f" — profile {session.profile.name!r}"
+        msg += _credentials_note(session)
         print(msg)
         if session.storage_warning:
             print(f"Warning: {session.storage_warning}", file=sys.stderr)
@@ -428,6 +475,7 @@ class SessionMagics(Magics):
             mark = "*" if name == self.default_profile else " "
             rows.append(
                 f"{mark} {name}: {session.profile.base_url} — {state} — {session.store.description}"
+                + _credentials_note(session)
                 + source_note(self, name)
             )
         print("\n".join(rows))
@@ -638,6 +686,33 @@ class SessionMagics(Magics):
         flow = self._api_flow(args, session, kwargs)
         result = await drive_async(flow, lambda need: self._ask_async(session, self._title(need)))
         return self._api_finish(args, result)
+
+
+def _credentials_note(session: ApiSession) -> str:
+    """`` — credentials go to ORIGIN`` when the profile posts credentials to another origin
+    than the API's (an identity provider, say), with who set it and whether it is approved."""
+    from .profile import format_origin, origin_of
+
+    try:
+        endpoints = session.profile.credential_endpoints()
+        pending = {p.origin for p in session.pending_approvals()}
+    except SessionMagicsError:
+        return ""
+    shown: dict[str, str] = {}
+    for endpoint in endpoints:
+        origin = origin_of(endpoint.url)
+        if origin is None or origin == session.profile.origin:
+            continue
+        text = format_origin(origin)
+        if text in shown:
+            continue
+        note = text
+        if endpoint.set_by.kind in ("project", "user"):
+            note += f" (set by {endpoint.set_by.describe()})"
+        if text in pending:
+            note += ", not approved yet"
+        shown[text] = note
+    return f" — credentials go to {', '.join(shown.values())}" if shown else ""
 
 
 _PARSED: dict[tuple[str, str], Any] = {}
