@@ -510,9 +510,7 @@ class ApiSession:
                     continue
             if approval is None:
                 self._drop(token)
-            else:  # not renewed only for want of an approval: keep the refresh token stored
-                with self._lock:
-                    self._token = None
+            # else: not renewed only for want of an approval: the refresh token stays stored
             token = None
 
     def request(

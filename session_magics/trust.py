@@ -114,18 +114,18 @@ class ApprovalNeeded(SessionMagicsError):
         self.project_dir = endpoint.set_by.project_dir or ""
         where = endpoint.set_by.describe()
         super().__init__(
-            f"not sent: the {endpoint.role} endpoint {origin} (set by {where}) is not the API's "
-            f"origin {api_origin}, and credentials go to another origin only when you approved it. "
-            f"Approve it once: run %login without --password-env and confirm, or add to "
-            f"{config_file}: {approval_lines(self.project_dir, origin)}"
+            f"not sent: {where} puts the {endpoint.role} endpoint on {origin}, not the API's "
+            f"{api_origin}; approve that once: %login without --password-env, or add under "
+            f"[{APPROVALS_TABLE}] in {config_file}: {approval_line(self.project_dir, origin)}"
         )
 
 
-def approval_lines(project_dir: str, origin: str) -> str:
-    """The TOML a user adds to their config file to approve ``origin`` for ``project_dir``."""
+def approval_line(project_dir: str, origin: str) -> str:
+    """The TOML line that approves ``origin`` for ``project_dir`` in the user's config file,
+    under ``[approved_credential_origins]``."""
     import json
 
-    return f"[{APPROVALS_TABLE}] {json.dumps(project_dir, ensure_ascii=False)} = [{json.dumps(origin)}]"
+    return f"{json.dumps(project_dir, ensure_ascii=False)} = [{json.dumps(origin)}]"
 
 
 def check(
