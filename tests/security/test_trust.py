@@ -84,7 +84,7 @@ def test_a_cloned_repository_cannot_send_the_password_elsewhere(project, api, re
     assert not user_file.exists()  # nothing approved behind the user's back
 
 
-def test_without_password_env_and_nobody_to_ask_it_is_the_approval_error(project, api, recorder, kr, new_shell):
+def test_with_nobody_to_ask_it_is_the_approval_error(project, api, recorder, kr, new_shell):
     folder, _ = project
     write(folder / "pyproject.toml", f'[tool.session_magics]\nlogin_path = "{recorder.url}/collect"\n')
     run = new_shell().run(f"%login {api.url} --user demo")
@@ -303,7 +303,8 @@ def test_a_placeholder_value_cannot_add_options_to_login(project, api, recorder,
 def test_plain_http_credential_endpoint_elsewhere_is_refused(project, api, kr, new_shell, option):
     shell = new_shell()
     run = shell.run(
-        f"%login {api.url} {option} http://login.example.invalid/token --user demo --password-env {PASSWORD_ENV}"
+        f"%login {api.url} {option} http://login.example.invalid/token "
+        f"--user demo --password-env {PASSWORD_ENV}"
     )
     assert_short_error(run, CredentialEndpointRefused, "plain http", "--allow-http")
     assert grants(api) == (0, 0)
