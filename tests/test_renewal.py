@@ -102,8 +102,10 @@ def test_a_truly_expired_session_with_a_failing_refresh_makes_one_refresh_reques
 def _two_kernels(api, memory_keyring, tmp_path):
     """Two sessions with their own stores (caches) over one keyring and one lock file."""
     lock = tmp_path / "keyring.lock"
-    a = ApiSession(Profile(name="t", base_url=api.url, user="demo"), KeyringStore(memory_keyring, lock_path=lock))
-    b = ApiSession(Profile(name="t", base_url=api.url, user="demo"), KeyringStore(memory_keyring, lock_path=lock))
+    a, b = (
+        ApiSession(Profile(name="t", base_url=api.url, user="demo"), KeyringStore(memory_keyring, lock_path=p))
+        for p in (lock, lock)
+    )
     a.login("demo", api.config.password)
     assert b.token is not None and b.token.access_token == a.token.access_token
     api.advance_clock(400)  # access tokens expired; the refresh token (rotating) is good
