@@ -103,8 +103,8 @@ def _two_kernels(api, memory_keyring, tmp_path):
     """Two sessions with their own stores (caches) over one keyring and one lock file."""
     lock = tmp_path / "keyring.lock"
     a, b = (
-        ApiSession(Profile(name="t", base_url=api.url, user="demo"), KeyringStore(memory_keyring, lock_path=p))
-        for p in (lock, lock)
+        ApiSession(Profile(name="t", base_url=api.url, user="demo"), KeyringStore(ring, lock_path=lock))
+        for ring in (memory_keyring, memory_keyring)
     )
     a.login("demo", api.config.password)
     assert b.token is not None and b.token.access_token == a.token.access_token
