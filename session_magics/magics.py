@@ -368,7 +368,12 @@ class SessionMagics(Magics):
         "pyproject.toml [tool.session_magics.profiles.NAME]. Default: its origin.",
     )
     @argument("--user", help="User name (asked for when missing).")
-    @argument("--login", metavar="PATH_OR_URL", help="Token endpoint (default: auth/token).")
+    @argument(
+        "--login",
+        metavar="PATH_OR_URL",
+        help="Token endpoint (default: auth/token). Credentials go there; another origin is "
+        "your choice here, but needs your approval when only a project file names it.",
+    )
     @argument("--refresh", metavar="PATH_OR_URL", help="Refresh endpoint (default: the token endpoint).")
     @argument("--revoke", metavar="PATH_OR_URL", help="Revocation endpoint, called by %%logout.")
     @argument(
@@ -413,7 +418,8 @@ class SessionMagics(Magics):
     @argument(
         "--allow-http",
         action="store_true",
-        help="Allow plain http to a host other than this machine (tokens travel unencrypted).",
+        help="Allow plain http to a host other than this machine, for the API and its credential "
+        "endpoints (tokens and passwords travel unencrypted).",
     )
     @argument(
         "--no-keyring",
@@ -432,7 +438,9 @@ class SessionMagics(Magics):
         With a valid stored token it just says who is logged in. Otherwise it shows a
         login form (JupyterLab / Notebook), prompts (terminal IPython), or reads the
         secret from --password-env / --token-env (scheduled runs). ``{{expr}}`` inserts
-        a Python value, as in %%api. ::
+        a Python value, as in %%api; each value is one argument (it cannot add options).
+        Credentials go to the API's origin, or to another origin you name here or in your
+        config file; one that only a project's pyproject.toml names is asked about first. ::
 
             %login http://127.0.0.1:8765 --user demo
             %login {{API_URL}} --user demo --password-env DEMO_PASSWORD
