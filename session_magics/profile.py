@@ -221,8 +221,9 @@ class Profile:
         return Endpoint(role, self.url(path), self.set_by.get(role, LINE))
 
     def credential_endpoints(self) -> list[Endpoint]:
-        """Every credential endpoint of this profile (login, refresh, and revoke if any)."""
-        roles = ["login", "refresh"] + (["revoke"] if self.revoke else [])
+        """Every credential endpoint this profile uses: login and refresh (not for a pasted
+        token, which is kept, not posted), and revoke if any."""
+        roles = ([] if self.token_mode else ["login", "refresh"]) + (["revoke"] if self.revoke else [])
         return [self.credential_endpoint(role) for role in roles]
 
     @property
