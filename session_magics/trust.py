@@ -105,19 +105,31 @@ class CredentialEndpointRefused(ProfileError):
 class ApprovalNeeded(SessionMagicsError):
     """A project file names a credential endpoint on another origin, not yet approved.
 
-    ``origin`` (text), ``project_dir`` and ``endpoint`` say what to approve.
+    ``origin`` (text), ``project_dir`` and ``endpoint`` say what to approve. (Built by
+    :func:`approval_needed`; the plain ``ApprovalNeeded(message)`` form exists so that a
+    message can be redacted into a copy of the same class.)
     """
 
-    def __init__(self, endpoint: Endpoint, origin: str, api_origin: str, config_file: Path) -> None:
+    def __init__(
+        self, message: str, *, endpoint: Endpoint | None = None, origin: str = "", project_dir: str = ""
+    ) -> None:
+        super().__init__(message)
         self.endpoint = endpoint
         self.origin = origin
-        self.project_dir = endpoint.set_by.project_dir or ""
-        where = endpoint.set_by.describe()
-        super().__init__(
-            f"not sent: {where} puts the {endpoint.role} endpoint on {origin}, not the API's "
-            f"{api_origin}; approve that once: %login without --password-env, or add under "
-            f"[{APPROVALS_TABLE}] in {config_file}: {approval_line(self.project_dir, origin)}"
-        )
+        self.project_dir = project_dir
+
+
+def approval_needed(endpoint: Endpoint, origin: str, api_origin: str, config_file: Path) -> ApprovalNeeded:
+    project_dir = endpoint.set_by.project_dir or ""
+    where = endpoint.set_by.describe()
+    return ApprovalNeeded(
+        f"not sent: {where} puts the {endpoint.role} endpoint on {origin}, not the API's "
+        f"{api_origin}; approve that once: %login without --password-env, or add under "
+        f"[{APPROVALS_TABLE}] in {config_file}: {approval_line(project_dir, origin)}",
+        endpoint=endpoint,
+        origin=origin,
+        project_dir=project_dir,
+    )
 
 
 def approval_line(project_dir: str, origin: str) -> str:
@@ -162,7 +174,7 @@ def check(
     project_dir = endpoint.set_by.project_dir or ""
     if project_dir and approved(project_dir, text):
         return
-    raise ApprovalNeeded(endpoint, text, format_origin(api_origin), config_file)
+    raise approval_needed(endpoint, text, format_origin(api_origin), config_file)
 
 
 # ---------------------------------------------------------------- approvals

@@ -180,3 +180,13 @@ def test_the_form_names_a_foreign_origin_the_user_chose_without_asking(api):
 def test_no_line_when_credentials_stay_with_the_api(api):
     form = LoginForm(ApiSession(Profile(name="p", base_url=api.url, user="demo"), MemoryStore()), "Log in")
     assert form.approve is None and form.where.value == ""
+
+
+def test_a_password_that_appears_in_the_message_is_hidden_and_still_nothing_is_sent(project_session, api):
+    """The message names the project folder; a password that happens to be part of it is
+    redacted, and the error is the same kind (no crash rebuilding it)."""
+    session, _ = project_session
+    with pytest.raises(ApprovalNeeded) as info:
+        session.login("demo", "repo")  # the folder is .../repo
+    assert "/repo" not in str(info.value) and "●●●●" in str(info.value)
+    assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
