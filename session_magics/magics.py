@@ -169,13 +169,16 @@ class SessionMagics(Magics):
         A generator so one decision serves both drivers: it yields the form when the
         caller has to wait for it (synchronously or with ``await``).
         """
+        import os
+
         from . import waiting
         from .ui import LoginForm, no_frontend_error, terminal_login
 
         pending = session.pending_approvals()
-        # --password-env / --token-env: a scheduled run, where nobody confirms anything.
-        env_login = session.profile.password_env or session.profile.token_env
-        if pending and env_login:
+        # --password-env / --token-env with the variable set: a scheduled run, where nobody
+        # confirms anything (unset, a person is asked below, and may approve).
+        env_login = session.profile.token_env or session.profile.password_env
+        if pending and env_login and os.environ.get(env_login):
             raise pending[0]
         note = self._login_env(session)
         if note is None:

@@ -262,8 +262,10 @@ def test_approval_in_the_terminal_is_asked_once_and_remembered(project, api, kr,
 
     monkeypatch.setattr("builtins.input", fake_input)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": DEMO_PASSWORD)
+    monkeypatch.delenv("SM_TRUST_UNSET", raising=False)
     shell = new_shell()
-    run = shell.run(f"%login {api.url} --user demo")
+    # A --password-env variable that is not set: a person is there, so they are asked.
+    run = shell.run(f"%login {api.url} --user demo --password-env SM_TRUST_UNSET")
     assert_short_error(run, SessionExpired, "Not approved", other)
     assert grants(api) == (0, 0)
     assert "Credentials go to " + other + " — set by ./pyproject.toml" in run.stderr
