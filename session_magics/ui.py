@@ -218,6 +218,10 @@ def approve_all(session: ApiSession, pending: list[Any]) -> None:
             raise SessionMagicsError(
                 f"could not record the approval in {session.approvals.path}: {exc.strerror or exc}"
             ) from None
+        except ValueError as exc:  # tomlkit's ParseError: the file is not valid TOML
+            raise SessionMagicsError(
+                f"could not record the approval: {session.approvals.path} is not valid TOML ({exc})"
+            ) from None
 
 
 def terminal_login(session: ApiSession, title: str, user: str | None = None) -> None:

@@ -190,3 +190,15 @@ def test_a_password_that_appears_in_the_message_is_hidden_and_still_nothing_is_s
         session.login("demo", "repo")  # the folder is .../repo
     assert "/repo" not in str(info.value) and "●●●●" in str(info.value)
     assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
+
+
+def test_an_approval_that_cannot_be_recorded_sends_nothing(project_session, api):
+    session, _ = project_session
+    session.approvals.path.parent.mkdir(parents=True, exist_ok=True)
+    session.approvals.path.write_text("[broken\n")
+    form = LoginForm(session, "Log in")
+    form.approve.value = True
+    form.secret.value = "penguins"
+    form._on_login()
+    assert not form.state.finished and "not valid TOML" in form.message.value
+    assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
