@@ -46,7 +46,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ProfileError, SessionMagicsError
+from .errors import ApprovalNeeded, CredentialEndpointRefused
+
+__all__ = [
+    "ApprovalNeeded",
+    "Approvals",
+    "CredentialEndpointRefused",
+    "Endpoint",
+    "SetBy",
+    "Trust",
+    "approval_line",
+    "check",
+]
 
 APPROVALS_TABLE = "approved_credential_origins"
 
@@ -96,27 +107,6 @@ class Endpoint:
     role: str
     url: str
     set_by: SetBy = LINE
-
-
-class CredentialEndpointRefused(ProfileError):
-    """A credential endpoint that no approval can make acceptable (plain http, a bad URL)."""
-
-
-class ApprovalNeeded(SessionMagicsError):
-    """A project file names a credential endpoint on another origin, not yet approved.
-
-    ``origin`` (text), ``project_dir`` and ``endpoint`` say what to approve. (Built by
-    :func:`approval_needed`; the plain ``ApprovalNeeded(message)`` form exists so that a
-    message can be redacted into a copy of the same class.)
-    """
-
-    def __init__(
-        self, message: str, *, endpoint: Endpoint | None = None, origin: str = "", project_dir: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.endpoint = endpoint
-        self.origin = origin
-        self.project_dir = project_dir
 
 
 def approval_needed(endpoint: Endpoint, origin: str, api_origin: str, config_file: Path) -> ApprovalNeeded:
