@@ -68,6 +68,7 @@ class LoginForm:
                 indent=False,
                 layout=w.Layout(width="auto"),
             )
+            self.approve.observe(self._approved, names="value")
         self.login_button = w.Button(description="Log in", button_style="primary", icon="sign-in")
         self.cancel_button = w.Button(description="Cancel")
         self.message = w.HTML("")
@@ -78,6 +79,7 @@ class LoginForm:
         # (JupyterLab's saveState) never holds it, not even while the form waits.
         self._typed = ""
         self._login_pending_until = 0.0
+        self._approval_pending_until = 0.0
         self.secret.continuous_update = False
         self.secret.observe(self._take_secret, names="value")
         self.widget = w.VBox(
@@ -115,12 +117,19 @@ class LoginForm:
                 # concurrently): log in now that the secret is here.
                 self._on_login()
 
+    def _approved(self, change: Any) -> None:
+        if change["new"] and time.monotonic() < self._approval_pending_until:
+            self._approval_pending_until = 0.0
+            self._on_login()  # the click came just before the tick it was meant with
+
     def _on_login(self, _button: Any = None) -> None:
         if self.state.finished or not self.state.lock.acquire(blocking=False):
             return
         try:
             if self.approve is not None and not self.approve.value:
                 # Nothing is sent without the explicit confirmation; the typed secret waits.
+                # (A click may overtake the tick when widget messages are handled concurrently.)
+                self._approval_pending_until = time.monotonic() + PENDING_CLICK_SECONDS
                 self._say(
                     f"Tick the box to send your credentials to {self.pending[0].origin}, or Cancel.",
                     error=True,

@@ -202,3 +202,26 @@ def test_an_approval_that_cannot_be_recorded_sends_nothing(project_session, api)
     form._on_login()
     assert not form.state.finished and "not valid TOML" in form.message.value
     assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
+
+
+def test_a_click_that_overtakes_the_tick_still_logs_in(project_session, api):
+    """Widget messages may be handled concurrently: the click on Log in can arrive just
+    before the checkbox's value. The tick then completes that login."""
+    session, _ = project_session
+    form = LoginForm(session, "Log in")
+    form.secret.value = "penguins"
+    form._on_login()
+    assert not form.state.finished and api.stats()["password_grants"] == 0
+    form.approve.value = True
+    assert form.state.done, form.message.value
+    assert api.stats()["password_grants"] == 1
+
+
+def test_a_tick_alone_sends_nothing(project_session, api):
+    session, _ = project_session
+    form = LoginForm(session, "Log in")
+    form.secret.value = "penguins"
+    form.approve.value = True
+    assert not form.state.finished
+    assert api.stats()["password_grants"] == 0
+    assert not session.approvals.path.exists()
