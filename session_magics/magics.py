@@ -169,16 +169,15 @@ class SessionMagics(Magics):
         A generator so one decision serves both drivers: it yields the form when the
         caller has to wait for it (synchronously or with ``await``).
         """
-        import os
-
         from . import waiting
+        from .redact import take_from_environment
         from .ui import LoginForm, no_frontend_error, terminal_login
 
         pending = session.pending_approvals()
-        # --password-env / --token-env with the variable set: a scheduled run, where nobody
-        # confirms anything (unset, a person is asked below, and may approve).
+        # --password-env / --token-env with the variable set (or kept from an earlier read):
+        # a scheduled run, where nobody confirms anything. Unset, a person is asked below.
         env_login = session.profile.token_env or session.profile.password_env
-        if pending and env_login and os.environ.get(env_login):
+        if pending and env_login and take_from_environment(env_login) is not None:
             raise pending[0]
         note = self._login_env(session)
         if note is None:
