@@ -14,7 +14,7 @@ How a request is authenticated (the renewal flow, :meth:`ApiSession.request_flow
    (scheme, host and port), and only if the request has no such header already.
 3. If the answer is one of the profile's *expired* statuses (default 401):
    re-read the store (another kernel may have logged in) → else refresh, unless
-   step 1 tried already (single-flight: threads that hit the 401 together cause one
+   step 1 tried and failed (single-flight: threads that hit the 401 together cause one
    refresh; kernels too: the refresh holds the keyring lock, re-reads the store
    under it, and only then posts the refresh token) → else
    forget the token and ask for a login (the flow *yields* :class:`NeedLogin`;
@@ -403,14 +403,15 @@ class ApiSession:
         return self.profile.header, value
 
     def _usable_token(self) -> tuple[Token | None, bool, ApprovalNeeded | None]:
-        """The token to send first; whether a refresh was tried for it (a request makes
-        at most one), and the approval that stopped a refresh, if any."""
+        """The token to send first; whether a refresh was tried for it and failed (the 401
+        that may follow does not try another), and the approval that stopped a refresh."""
         token = self.token
         if token is not None and token.refresh_token and token.is_expired(self.leeway):
             try:
-                return self.refresh(stale=token) or token, True, None
+                renewed = self.refresh(stale=token)
             except ApprovalNeeded as exc:
                 return token, True, exc
+            return renewed or token, renewed is None, None
         return token, False, None
 
     # -------------------------------------------------------------- requests
