@@ -51,6 +51,17 @@ ROWS: OrderedDict[str, tuple[str, str]] = OrderedDict(
             ),
         ),
         (
+            "test_trust.py",
+            (
+                "1. Credential destinations (trust model)",
+                "a cloned repository's pyproject.toml naming a login/refresh/revoke endpoint or "
+                "`login_path` on another origin; a project profile over the user's (a token stored "
+                "earlier, real Secret Service); approvals asked, remembered and used; `{{...}}` in "
+                "`%login`; plain-http credential endpoints — asserted on what a recording server "
+                "received",
+            ),
+        ),
+        (
             "test_secrets.py",
             (
                 "2. Secrets never surface",

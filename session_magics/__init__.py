@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import (
+    ApprovalNeeded,
+    CredentialEndpointRefused,
     Interrupted,
     KeyringError,
     LoginError,
@@ -24,6 +26,8 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApprovalNeeded",
+    "CredentialEndpointRefused",
     "Interrupted",
     "KeyringError",
     "LoginError",

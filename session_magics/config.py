@@ -33,8 +33,15 @@ built-in defaults; a project profile replaces a user profile of the same name.
 
 Secrets never come from these files: a key that names one (password, token,
 secret, api_key...) is refused with a :class:`ConfigError`, and no value is ever
-shown in a message. ``allow_plaintext_keyring`` is accepted from the user file
-only: a repository must not weaken where your tokens are kept.
+shown in a message.
+
+A project file cannot weaken anything (a repository someone cloned may hold one):
+``allow_plaintext_keyring``, a profile's ``allow_http`` and the
+``[approved_credential_origins]`` table are accepted from the user file only, and a
+credential endpoint (``login``, ``refresh``, ``revoke``, the ``login_path`` setting)
+that a project file puts on another origin than the API's is used only once the user
+approved that origin (see :mod:`session_magics.trust`). ``no_keyring`` /
+``use_keyring = false`` are accepted: they keep tokens out of the keyring, in memory.
 
 Loading costs a few ``stat`` calls; ``tomllib`` is imported only when a file has
 something for us. The files are read again by ``%login`` when they changed.
@@ -78,6 +85,10 @@ PROFILE_KEYS: dict[str, tuple[type, ...]] = {
 NOT_SECRETS = frozenset({"password_env", "token_env", "token_mode"})
 SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "credential")
 USER_ONLY_SETTINGS = frozenset({"allow_plaintext_keyring"})
+#: Profile keys a project file may not set (they would weaken where secrets go).
+USER_ONLY_PROFILE_KEYS = frozenset({"allow_http"})
+#: Profile keys naming a credential endpoint, and the setting that gives the default one.
+ENDPOINT_KEYS = ("login", "refresh", "revoke")
 #: Whether a pyproject.toml may hold our table ([tool.session_magics], [tool."session_magics"],
 #: tool.session_magics.x = ..., or session_magics = ... under [tool]); the rest are not parsed.
 _MENTIONS_US = re.compile(rb"""tool\s*\.\s*["']?session_magics|^\s*["']?session_magics["']?\s*[.=]""", re.M)
@@ -95,6 +106,7 @@ class FileConfig:
         self.profiles: dict[str, dict[str, Any]] = {}
         self.sources: dict[str, str] = {}  # "setting:NAME" / "profile:NAME" -> file
         self.files: list[str] = []
+        self.project_file: str | None = None
 
     def source(self, kind: str, name: str) -> str | None:
         return self.sources.get(f"{kind}:{name}")
@@ -175,7 +187,7 @@ def _check_secrets(table: Mapping[str, Any], where: str) -> None:
             _check_secrets(value, f"{where}.{key}")
 
 
-def _profile(name: str, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _profile(name: str, options: Mapping[str, Any], where: str, *, project: bool = False) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         raise ConfigError(f"{where}: a profile is a table of %login options")
     out: dict[str, Any] = {}
@@ -183,6 +195,11 @@ def _profile(name: str, options: Mapping[str, Any], where: str) -> dict[str, Any
         key = key.replace("-", "_")
         if key == "url":
             key = "base_url"
+        if project and key in USER_ONLY_PROFILE_KEYS:
+            raise ConfigError(
+                f"{where}: {key} can be given on the %login line (--allow-http) or in your user file "
+                f"({user_config_file()}), not by a project"
+            )
         types = PROFILE_KEYS.get(key)
         if types is None:
             known = ", ".join(PROFILE_KEYS)
@@ -212,6 +229,15 @@ def _table(
     *,
     project: bool,
 ) -> None:
+    from .trust import APPROVALS_TABLE
+
+    if APPROVALS_TABLE in table:
+        if project:
+            raise ConfigError(
+                f"{path}: [{APPROVALS_TABLE}] is read from your user file ({user_config_file()}) only: "
+                "a project cannot approve where credentials go"
+            )
+        table = {k: v for k, v in table.items() if k != APPROVALS_TABLE}  # read by trust.Approvals
     _check_secrets(table, where)
     known = set(settings) if settings is not None else None
     for key, value in table.items():
@@ -219,7 +245,9 @@ def _table(
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}.profiles: expected tables [{where}.profiles.NAME]")
             for name, options in value.items():
-                cfg.profiles[name] = _profile(name, options, f"{path} [{where}.profiles.{name}]")
+                cfg.profiles[name] = _profile(
+                    name, options, f"{path} [{where}.profiles.{name}]", project=project
+                )
                 cfg.sources[f"profile:{name}"] = str(path)
             continue
         if known is not None and key not in known:
@@ -257,6 +285,7 @@ def read(
         path, table = found
         _table(cfg, table, path, PROJECT_TABLE, names, project=True)
         cfg.files.append(str(path))
+        cfg.project_file = str(path)
     return cfg
 
 
@@ -363,13 +392,40 @@ def login_args(magics: Any, args: Any) -> Any:
     options = configured[name]
     if not url:
         merged.url = [options["base_url"]]
+    taken: list[str] = []
     for key, value in options.items():
         if key == "base_url":
             continue
         attr = {"token_mode": "token"}.get(key, key)
         if getattr(merged, attr, None) in (None, False):
             setattr(merged, attr, value)
+            taken.append(key)
+    merged.profile_keys = taken  # which options came from the file (see endpoint_sources)
     return merged
+
+
+def _set_by(cfg: FileConfig, file: str | None) -> Any:
+    from .trust import SetBy
+
+    if file is None:
+        return SetBy("line")
+    return SetBy("project" if file == cfg.project_file else "user", file)
+
+
+def endpoint_sources(magics: Any, args: Any) -> dict[str, Any]:
+    """Who named each credential endpoint of a profile made from ``args`` (completed by
+    :func:`login_args`): the line, the user file or the project file (see trust.py)."""
+    current = state(magics)
+    cfg = current.config
+    taken = set(getattr(args, "profile_keys", ()))
+    profile_file = cfg.source("profile", args.profile) if args.profile else None
+    out: dict[str, Any] = {}
+    for key in ENDPOINT_KEYS:
+        if key in taken:
+            out[key] = _set_by(cfg, profile_file)
+    if getattr(args, "login", None) is None and "login_path" in current.applied:
+        out["login"] = _set_by(cfg, cfg.source("setting", "login_path"))  # the default endpoint
+    return out
 
 
 def configured_session(magics: Any, name: str) -> Any:

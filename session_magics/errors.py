@@ -6,6 +6,8 @@ wrong and what to do next, and it never contains a password or a token.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SessionMagicsError(Exception):
     """Base class of every error session-magics raises on purpose.
@@ -38,6 +40,26 @@ class RequestSyntaxError(SessionMagicsError):
 
 class ProfileError(SessionMagicsError):
     """An unknown profile, or options that do not make a usable profile."""
+
+
+class CredentialEndpointRefused(ProfileError):
+    """A credential endpoint no approval can make acceptable (plain http elsewhere, a bad URL)."""
+
+
+class ApprovalNeeded(SessionMagicsError):
+    """A project file names a credential endpoint on another origin the user has not approved.
+
+    Nothing was sent. ``origin``, ``project_dir`` and ``endpoint`` (a
+    :class:`session_magics.trust.Endpoint`) say what to approve; see session_magics.trust.
+    """
+
+    def __init__(
+        self, message: str, *, endpoint: Any = None, origin: str = "", project_dir: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.origin = origin
+        self.project_dir = project_dir
 
 
 class NoFrontendError(SessionExpired):

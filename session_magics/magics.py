@@ -169,13 +169,22 @@ class SessionMagics(Magics):
         A generator so one decision serves both drivers: it yields the form when the
         caller has to wait for it (synchronously or with ``await``).
         """
+        from . import waiting
+        from .redact import take_from_environment
+        from .ui import LoginForm, no_frontend_error, terminal_login
+
+        pending = session.pending_approvals()
+        # --password-env / --token-env with the variable set (or kept from an earlier read):
+        # a scheduled run, where nobody confirms anything. Unset, a person is asked below.
+        env_login = session.profile.token_env or session.profile.password_env
+        if pending and env_login and take_from_environment(env_login) is not None:
+            raise pending[0]
         note = self._login_env(session)
         if note is None:
             return
-        from . import waiting
-        from .ui import LoginForm, no_frontend_error, terminal_login
-
         kind = waiting.frontend()
+        if pending and kind not in ("widgets", "terminal"):
+            raise pending[0]  # nobody can be asked: say how to approve, send nothing
         if kind == "widgets":
             form = LoginForm(session, title)
             self._display(form)
@@ -209,7 +218,7 @@ class SessionMagics(Magics):
 
     # ---------------------------------------------------------------- %login
     def _profile_from_args(self, args: Any) -> Any:
-        from .config import login_args
+        from .config import endpoint_sources, login_args
         from .profile import Profile
         from .tokens import FieldNames
 
@@ -250,6 +259,7 @@ class SessionMagics(Magics):
             use_keyring=self.use_keyring and not args.no_keyring,
             password_env=args.password_env,
             token_env=args.token_env,
+            set_by=endpoint_sources(self, args),
         )
         profile.name = name or profile.origin_text
         return profile
@@ -270,10 +280,42 @@ class SessionMagics(Magics):
         self.sessions[profile.name] = session
         return session
 
-    def _login_prepare(self, line: str) -> tuple[Any, ApiSession | None]:
-        from .request import interpolate
+    def _parse_login_line(self, line: str) -> Any:
+        """``%login`` options, with ``{{expr}}`` values inserted *after* the line is split:
+        a value is one argument whatever it holds (`` --login http://elsewhere`` in a value
+        stays part of that value, never an option)."""
+        import secrets
 
-        args = parse_argstring(self.login, interpolate(line, self._evaluate))
+        from .request import _PLACEHOLDER, interpolate
+
+        values: dict[str, str] = {}
+        tag = f"smv{secrets.token_hex(8)}n"
+
+        def mask(match: Any) -> str:
+            key = f"{tag}{len(values)}x"
+            values[key] = interpolate(match.group(0), self._evaluate)
+            return key
+
+        masked = _PLACEHOLDER.sub(mask, line)
+        interpolate(masked, self._evaluate)  # a lone '{{' or '}}': the usual error
+        args = parse_argstring(self.login, masked)
+        if not values:
+            return args
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            if isinstance(value, str) and tag in value:
+                for key, text in values.items():
+                    value = value.replace(key, text)
+            return value
+
+        for name, value in vars(args).items():
+            setattr(args, name, fill(value))
+        return args
+
+    def _login_prepare(self, line: str) -> tuple[Any, ApiSession | None]:
+        args = self._parse_login_line(line)
         if args.status:
             self._print_status()
             return args, None
@@ -289,11 +331,17 @@ class SessionMagics(Magics):
     def _already(self, args: Any, session: ApiSession) -> bool:
         if args.force:
             return False
+        from .trust import ApprovalNeeded
+
         token = session.token
         if token is None:
             return False
         if token.is_expired(self.leeway):
-            if not token.refresh_token or session.refresh(stale=token) is None:
+            try:
+                renewed = session.refresh(stale=token) if token.refresh_token else None
+            except ApprovalNeeded:
+                return False  # the login asks for the approval (or says how to give it)
+            if renewed is None:
                 session.forget()
                 return False
         self._logged_in(session, again=False)
@@ -309,6 +357,7 @@ class SessionMagics(Magics):
         msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
         if session.profile.name != where:
             msg += f" — profile {session.profile.name!r}"
+        msg += _credentials_note(session)
         print(msg)
         if session.storage_warning:
             print(f"Warning: {session.storage_warning}", file=sys.stderr)
@@ -321,7 +370,12 @@ class SessionMagics(Magics):
         "pyproject.toml [tool.session_magics.profiles.NAME]. Default: its origin.",
     )
     @argument("--user", help="User name (asked for when missing).")
-    @argument("--login", metavar="PATH_OR_URL", help="Token endpoint (default: auth/token).")
+    @argument(
+        "--login",
+        metavar="PATH_OR_URL",
+        help="Token endpoint (default: auth/token). Credentials go there; another origin is "
+        "your choice here, but needs your approval when only a project file names it.",
+    )
     @argument("--refresh", metavar="PATH_OR_URL", help="Refresh endpoint (default: the token endpoint).")
     @argument("--revoke", metavar="PATH_OR_URL", help="Revocation endpoint, called by %%logout.")
     @argument(
@@ -366,7 +420,8 @@ class SessionMagics(Magics):
     @argument(
         "--allow-http",
         action="store_true",
-        help="Allow plain http to a host other than this machine (tokens travel unencrypted).",
+        help="Allow plain http to a host other than this machine, for the API and its credential "
+        "endpoints (tokens and passwords travel unencrypted).",
     )
     @argument(
         "--no-keyring",
@@ -385,7 +440,9 @@ class SessionMagics(Magics):
         With a valid stored token it just says who is logged in. Otherwise it shows a
         login form (JupyterLab / Notebook), prompts (terminal IPython), or reads the
         secret from --password-env / --token-env (scheduled runs). ``{{expr}}`` inserts
-        a Python value, as in %%api. ::
+        a Python value, as in %%api; each value is one argument (it cannot add options).
+        Credentials go to the API's origin, or to another origin you name here or in your
+        config file; one that only a project's pyproject.toml names is asked about first. ::
 
             %login http://127.0.0.1:8765 --user demo
             %login {{API_URL}} --user demo --password-env DEMO_PASSWORD
@@ -435,7 +492,7 @@ class SessionMagics(Magics):
             mark = "*" if name == self.default_profile else " "
             url = session.profile.base_url
             label = url if name == session.profile.origin_text else f"{name}: {url}"
-            rows.append(f"{mark} {label} — {state} — {where}" + source_note(self, name))
+            rows.append(f"{mark} {label} — {state} — {where}" + _credentials_note(session) + source_note(self, name))
         rows += [f"Could not read the keyring: {reason}" for reason in missing]
         print("\n".join(rows))
 
@@ -708,6 +765,33 @@ class SessionMagics(Magics):
         flow = self._api_flow(args, session, kwargs)
         result = await drive_async(flow, lambda need: self._ask_async(session, self._title(need)))
         return self._api_finish(args, result)
+
+
+def _credentials_note(session: ApiSession) -> str:
+    """`` — credentials go to ORIGIN`` when the profile posts credentials to another origin
+    than the API's (an identity provider, say), with who set it and whether it is approved."""
+    from .profile import format_origin, origin_of
+
+    try:
+        endpoints = session.profile.credential_endpoints()
+        pending = {p.origin for p in session.pending_approvals()}
+    except SessionMagicsError:
+        return ""
+    shown: dict[str, str] = {}
+    for endpoint in endpoints:
+        origin = origin_of(endpoint.url)
+        if origin is None or origin == session.profile.origin:
+            continue
+        text = format_origin(origin)
+        if text in shown:
+            continue
+        note = text
+        if endpoint.set_by.kind in ("project", "user"):
+            note += f" (set by {endpoint.set_by.describe()})"
+        if text in pending:
+            note += ", not approved yet"
+        shown[text] = note
+    return f" — credentials go to {', '.join(shown.values())}" if shown else ""
 
 
 _PARSED: dict[tuple[str, str], Any] = {}

@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .errors import ProfileError
 from .tokens import FieldNames
+from .trust import LINE, Endpoint, SetBy
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -158,6 +159,9 @@ class Profile:
     # Names (never values) of environment variables holding the secret, for scheduled runs.
     password_env: str | None = None
     token_env: str | None = None
+    # Who named each credential endpoint ("login", "refresh", "revoke"): see trust.py.
+    # Missing means the %login line or the Python code that made this profile.
+    set_by: dict[str, SetBy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.base_url = normalize_base_url(self.base_url)
@@ -205,6 +209,22 @@ class Profile:
         if origin[0] == "http" and not self.allow_http and not is_loopback(origin[1]):
             return False
         return True
+
+    def credential_endpoint(self, role: str) -> Endpoint:
+        """Where the credentials of ``role`` (login, refresh, revoke) are posted, and who
+        said so. refresh falls back to the login endpoint (and to who named that)."""
+        if role == "refresh" and self.refresh is None:
+            return Endpoint("refresh", self.url(self.login), self.set_by.get("login", LINE))
+        path = {"login": self.login, "refresh": self.refresh, "revoke": self.revoke}[role]
+        if path is None:
+            raise ProfileError(f"no {role} endpoint configured")
+        return Endpoint(role, self.url(path), self.set_by.get(role, LINE))
+
+    def credential_endpoints(self) -> list[Endpoint]:
+        """Every credential endpoint this profile uses: login and refresh (not for a pasted
+        token, which is kept, not posted), and revoke if any."""
+        roles = ([] if self.token_mode else ["login", "refresh"]) + (["revoke"] if self.revoke else [])
+        return [self.credential_endpoint(role) for role in roles]
 
     @property
     def keyring_service(self) -> str:

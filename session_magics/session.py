@@ -13,12 +13,17 @@ How a request is authenticated (the renewal flow, :meth:`ApiSession.request_flow
 2. Send. The token is attached only when the URL belongs to the profile's origin
    (scheme, host and port), and only if the request has no such header already.
 3. If the answer is one of the profile's *expired* statuses (default 401):
-   re-read the store (another kernel may have logged in) → else refresh once
-   (single-flight: threads that hit the 401 together cause one refresh) → else
+   re-read the store (another kernel may have logged in) → else refresh, unless
+   step 1 tried and failed (single-flight: threads that hit the 401 together cause one
+   refresh; kernels too: the refresh holds the keyring lock, re-reads the store
+   under it, and only then posts the refresh token) → else
    forget the token and ask for a login (the flow *yields* :class:`NeedLogin`;
    the caller's driver shows a form, prompts, reads an env var, or gives up with
    :class:`~session_magics.errors.SessionExpired`). Then retry — at most one
    refresh and one login per request: never a loop.
+
+Every credential request (login, refresh, revoke) goes through
+:meth:`ApiSession._send_credentials`, which asks :mod:`session_magics.trust` first.
 
 The flow is a generator so that a synchronous driver (terminal, env var, scripts)
 and an asynchronous one (the login form in a running notebook cell) share every
@@ -48,15 +53,13 @@ from .transport import (
     scrub,
     shield,
 )
+from .trust import ApprovalNeeded, Approvals, CredentialEndpointRefused, Trust
 
 if TYPE_CHECKING:
     import requests
 
     from .result import ApiResult
 
-# After a failed refresh, the store is read at these intervals for a token another kernel
-# got with the same refresh token and is still saving (about a second in all).
-REFRESH_RACE_WAITS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class NeedLogin:
 
     profile: Profile
     reason: str  # "expired" | "not logged in"
+    # Set when the session could not be renewed because a credential endpoint awaits approval.
+    approval: ApprovalNeeded | None = None
 
     @property
     def message(self) -> str:
@@ -86,8 +91,10 @@ class ApiSession:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         leeway: float = 30.0,
+        approvals: Approvals | None = None,
     ) -> None:
         self.profile = profile
+        self.approvals = approvals if approvals is not None else Approvals()
         if store is None:
             store = KeyringStore() if profile.use_keyring else MemoryStore()
         self.store: TokenStore = store
@@ -197,12 +204,36 @@ class ApiSession:
             except KeyringError:
                 pass
 
-    def _post_credentials(self, url: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
+    # ----------------------------------------------------------- credentials
+    @property
+    def trust(self) -> Trust:
+        """The credential rule of this profile (see :mod:`session_magics.trust`)."""
+        return Trust(self.profile.origin, self.profile.allow_http, self.approvals)
+
+    def pending_approvals(self) -> list[ApprovalNeeded]:
+        """Credential endpoints a person must approve before this profile can use them."""
+        return self.trust.pending(self.profile.credential_endpoints())
+
+    def credential_origins(self) -> list[str]:
+        """Origins other than the API's that this profile sends credentials to."""
+        from .trust import foreign_origins
+
+        return foreign_origins(self.profile.credential_endpoints(), self.profile.origin)
+
+    def _send_credentials(
+        self, role: str, payload: dict[str, str], secrets: tuple[str | None, ...]
+    ) -> requests.Response:
+        """POST ``payload`` to the ``role`` endpoint (login, refresh, revoke): the one way a
+        credential leaves. The trust check comes first; nothing is sent when it fails."""
+        url = self.trust.require(self.profile.credential_endpoint(role))
         accept = {"Accept": "application/json"}
         if self.profile.body == "json":
-            resp = self._send("POST", url, json_body=payload, headers=accept, secrets=secrets)
-        else:
-            resp = self._send("POST", url, data=payload, headers=accept, secrets=secrets)
+            return self._send("POST", url, json_body=payload, headers=accept, secrets=secrets)
+        return self._send("POST", url, data=payload, headers=accept, secrets=secrets)
+
+    def _post_credentials(self, role: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
+        resp = self._send_credentials(role, payload, secrets)
+        url = self.profile.credential_endpoint(role).url
         ctype = resp.headers.get("Content-Type", "")
         try:
             data = resp.json()
@@ -226,12 +257,11 @@ class ApiSession:
         if not password:
             raise LoginError("the password is empty")
         with shield(f"logging in at {self.profile.origin_text}", LoginError, password):
-            url = self.profile.url(self.profile.login)
             if self.profile.body == "json":
                 payload = {"username": user, "password": password}
             else:
                 payload = {"grant_type": "password", "username": user, "password": password}
-            data = self._post_credentials(url, payload, (password,))
+            data = self._post_credentials("login", payload, (password,))
             token = parse_token_response(data, fields=self.profile.fields, user=user)
             self.profile.user = user
             return self._remember(token)
@@ -263,10 +293,20 @@ class ApiSession:
     def refresh(self, stale: Token | None = None) -> Token | None:
         """Renew the token with its refresh token; None when that is impossible.
 
-        Single-flight: the lock serialises refreshes, and a caller whose ``stale``
-        token was already replaced gets the new one without a second request.
+        At most one refresh request. Single-flight within the kernel (the session lock:
+        a caller whose ``stale`` token was already replaced gets the new one without a
+        request) and across kernels: the keyring lock is held while the store is read
+        again (another kernel may have refreshed; with a rotating refresh token, ours is
+        then spent), the refresh token is posted and the new token saved.
+
+        Raises :class:`~session_magics.trust.ApprovalNeeded` when the refresh endpoint
+        awaits the user's approval: nothing is sent, and the stored token is kept.
         """
-        with self._lock:
+        from contextlib import ExitStack, suppress
+
+        from .errors import KeyringError
+
+        with self._lock, ExitStack() as held:
             current = self.token
             if current is None:
                 return None
@@ -274,7 +314,13 @@ class ApiSession:
                 return current  # renewed meanwhile by another thread
             if not current.refresh_token:
                 return None
-            url = self.profile.url(self.profile.refresh or self.profile.login)
+            self.trust.require(self.profile.credential_endpoint("refresh"))  # before any wait
+            with suppress(KeyringError):  # the lock is for races, not a precondition
+                held.enter_context(self.store.locked("refresh the token"))
+            stored = self._stored_newer_than(current)
+            if stored is not None:
+                self._token = stored  # another kernel refreshed: its token, no request
+                return stored
             field = current.refresh_field or "refresh_token"
             payload = {field: current.refresh_token}
             if self.profile.body != "json" or field == "refresh_token":
@@ -282,19 +328,11 @@ class ApiSession:
             secrets = (current.refresh_token, current.access_token)
             try:
                 with shield("refreshing the token", LoginError, *secrets):
-                    data = self._post_credentials(url, payload, secrets)
+                    data = self._post_credentials("refresh", payload, secrets)
                     token = parse_token_response(
                         data, fields=self.profile.fields, user=current.user, previous=current
                     )
             except LoginError:
-                # Maybe another kernel used this refresh token first (it rotates): take the
-                # token it stored. It may still be writing it, so look again for a second.
-                for delay in REFRESH_RACE_WAITS:
-                    time.sleep(delay)
-                    stored = self._stored_newer_than(current)
-                    if stored is not None:
-                        self._token = stored
-                        return stored
                 return None
             return self._remember(token)
 
@@ -333,7 +371,6 @@ class ApiSession:
         notes: list[str] = []
         token = self.token
         if token and self.profile.revoke:
-            url = self.profile.url(self.profile.revoke)
             for secret, hint in (
                 (token.refresh_token, "refresh_token"),
                 (token.access_token, "access_token"),
@@ -342,14 +379,14 @@ class ApiSession:
                     continue
                 payload = {"token": secret, "token_type_hint": hint}
                 try:
-                    if self.profile.body == "json":
-                        resp = self._send("POST", url, json_body=payload)
-                    else:
-                        resp = self._send("POST", url, data=payload)
+                    resp = self._send_credentials("revoke", payload, (secret,))
                     if resp.status_code >= 400:
                         notes.append(
                             f"the server refused to revoke the {hint.replace('_', ' ')} ({resp.status_code})"
                         )
+                except (ApprovalNeeded, CredentialEndpointRefused) as exc:
+                    notes.append(f"the tokens were not revoked: {exc}")
+                    break
                 except RequestFailed as exc:
                     notes.append(f"could not revoke: {exc}")
         self.forget()
@@ -371,11 +408,17 @@ class ApiSession:
         value = f"{scheme} {token.access_token}" if scheme else token.access_token
         return self.profile.header, value
 
-    def _usable_token(self) -> Token | None:
+    def _usable_token(self) -> tuple[Token | None, bool, ApprovalNeeded | None]:
+        """The token to send first; whether a refresh was tried for it and failed (the 401
+        that may follow does not try another), and the approval that stopped a refresh."""
         token = self.token
         if token is not None and token.refresh_token and token.is_expired(self.leeway):
-            token = self.refresh(stale=token) or token
-        return token
+            try:
+                renewed = self.refresh(stale=token)
+            except ApprovalNeeded as exc:
+                return token, True, exc
+            return renewed or token, renewed is None, None
+        return token, False, None
 
     # -------------------------------------------------------------- requests
     def request_flow(
@@ -436,13 +479,14 @@ class ApiSession:
         if not authenticate:
             return result(send(None))
 
-        token = self._usable_token()
-        reread = refreshed = logged_in = False
+        token, refreshed, approval = self._usable_token()
+        reread = logged_in = False
         while True:
             if token is None:
                 if logged_in:
                     raise SessionExpired(f"{self.profile.describe()}: the login gave no token")
-                yield NeedLogin(self.profile, "expired" if (reread or refreshed) else "not logged in")
+                reason = "expired" if (reread or refreshed) else "not logged in"
+                yield NeedLogin(self.profile, reason, approval)
                 logged_in = True
                 token = self.token
                 if token is None:
@@ -464,11 +508,16 @@ class ApiSession:
                     continue
             if not refreshed:
                 refreshed = True
-                renewed = self.refresh(stale=token)
+                try:
+                    renewed = self.refresh(stale=token)
+                except ApprovalNeeded as exc:
+                    renewed, approval = None, exc
                 if renewed is not None and renewed.access_token != token.access_token:
                     token = renewed
                     continue
-            self._drop(token)
+            if approval is None:
+                self._drop(token)
+            # else: not renewed only for want of an approval: the refresh token stays stored
             token = None
 
     def request(
@@ -488,6 +537,8 @@ class ApiSession:
         return drive(flow, on_login or self._no_login)
 
     def _no_login(self, need: NeedLogin) -> None:
+        if need.approval is not None:
+            raise need.approval
         if need.reason == "expired":
             raise SessionExpired(
                 f"Session expired for {self.profile.describe()} and it could not be renewed: "

@@ -89,6 +89,7 @@ class TokenStore(Protocol):
     def save(self, profile: Profile, token: Token) -> None: ...
     def delete(self, profile: Profile) -> None: ...
     def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None: ...
+    def locked(self, what: str) -> contextlib.AbstractContextManager[None]: ...
 
 
 class MemoryStore:
@@ -115,6 +116,9 @@ class MemoryStore:
 
     def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None:
         return self._last.get(profile.keyring_service)
+
+    def locked(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def _call_with_timeout(
@@ -277,6 +281,11 @@ class KeyringStore:
         return self._backend
 
     # -- the lock shared with other processes
+    def locked(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the keyring lock across several steps (a refresh: re-read, POST, save), so
+        another kernel never reads or refreshes in between. Reentrant within a thread."""
+        return self._exclusive(what)
+
     @contextlib.contextmanager
     def _exclusive(self, what: str) -> Iterator[None]:
         """Hold the per-user keyring lock (reentrant within a thread) for ``what``.

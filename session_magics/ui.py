@@ -55,6 +55,20 @@ class LoginForm:
             description="Token" if token_mode else "Password",
             placeholder="paste the token" if token_mode else "",
         )
+        # Where the credentials go, when that is not the API's origin; and the explicit
+        # confirmation a project file's endpoint needs (remembered in the user's config).
+        self.pending, where = credential_targets(session)
+        self.where = w.HTML("<br>".join(html.escape(line) for line in where))
+        self.approve: Any = None
+        if self.pending:
+            origins = ", ".join(p.origin for p in self.pending)
+            self.approve = w.Checkbox(
+                value=False,
+                description=f"Send my credentials to {origins} (remembered for this project)",
+                indent=False,
+                layout=w.Layout(width="auto"),
+            )
+            self.approve.observe(self._approved, names="value")
         self.login_button = w.Button(description="Log in", button_style="primary", icon="sign-in")
         self.cancel_button = w.Button(description="Cancel")
         self.message = w.HTML("")
@@ -65,11 +79,14 @@ class LoginForm:
         # (JupyterLab's saveState) never holds it, not even while the form waits.
         self._typed = ""
         self._login_pending_until = 0.0
+        self._approval_pending_until = 0.0
         self.secret.continuous_update = False
         self.secret.observe(self._take_secret, names="value")
         self.widget = w.VBox(
             [
                 self.title,
+                *([self.where] if where else []),
+                *([self.approve] if self.approve is not None else []),
                 self.user,
                 self.secret,
                 w.HBox([self.login_button, self.cancel_button]),
@@ -100,10 +117,24 @@ class LoginForm:
                 # concurrently): log in now that the secret is here.
                 self._on_login()
 
+    def _approved(self, change: Any) -> None:
+        if change["new"] and time.monotonic() < self._approval_pending_until:
+            self._approval_pending_until = 0.0
+            self._on_login()  # the click came just before the tick it was meant with
+
     def _on_login(self, _button: Any = None) -> None:
         if self.state.finished or not self.state.lock.acquire(blocking=False):
             return
         try:
+            if self.approve is not None and not self.approve.value:
+                # Nothing is sent without the explicit confirmation; the typed secret waits.
+                # (A click may overtake the tick when widget messages are handled concurrently.)
+                self._approval_pending_until = time.monotonic() + PENDING_CLICK_SECONDS
+                self._say(
+                    f"Tick the box to send your credentials to {self.pending[0].origin}, or Cancel.",
+                    error=True,
+                )
+                return
             secret, self._typed = self._typed or self.secret.value, ""
             self._login_pending_until = 0.0
             self.secret.value = ""
@@ -117,6 +148,7 @@ class LoginForm:
                 return
             self._say("Logging in…")
             try:
+                approve_all(self.session, self.pending)
                 if self.session.profile.token_mode:
                     token = self.session.use_token(secret, user or None)
                 else:
@@ -140,8 +172,9 @@ class LoginForm:
 
     def _finish(self, text: str, *, error: bool = False) -> None:
         self.state.done = not error
-        for child in (self.user, self.secret, self.login_button, self.cancel_button):
-            child.disabled = True
+        for child in (self.user, self.secret, self.login_button, self.cancel_button, self.approve):
+            if child is not None:
+                child.disabled = True
         self._say(text, error=error)
         if self.session.storage_warning:
             self.message.value += (
@@ -165,10 +198,59 @@ def outcome(form: LoginForm, timeout: float) -> None:
     )
 
 
+def credential_targets(session: ApiSession) -> tuple[list[Any], list[str]]:
+    """The approvals a login needs, and one line per foreign origin credentials go to:
+    "Credentials go to https://login.example.com — set by ./pyproject.toml"."""
+    from .profile import format_origin, origin_of
+
+    try:
+        pending = session.pending_approvals()
+        endpoints = session.profile.credential_endpoints()
+    except SessionMagicsError:
+        return [], []  # a refused endpoint: the login itself says why
+    lines: dict[str, str] = {}
+    for endpoint in endpoints:
+        origin = origin_of(endpoint.url)
+        if origin is None or origin == session.profile.origin:
+            continue
+        text = format_origin(origin)
+        lines.setdefault(text, f"Credentials go to {text} — set by {endpoint.set_by.describe()}")
+    return pending, list(lines.values())
+
+
+def approve_all(session: ApiSession, pending: list[Any]) -> None:
+    """Record the user's yes in their config file; a file that cannot be written is an error."""
+    for needed in pending:
+        try:
+            session.trust.approve(needed)
+        except OSError as exc:
+            raise SessionMagicsError(
+                f"could not record the approval in {session.approvals.path}: {exc.strerror or exc}"
+            ) from None
+        except ValueError as exc:  # tomlkit's ParseError: the file is not valid TOML
+            raise SessionMagicsError(
+                f"could not record the approval: {session.approvals.path} is not valid TOML ({exc})"
+            ) from None
+
+
 def terminal_login(session: ApiSession, title: str, user: str | None = None) -> None:
     """Prompt on the terminal: user name (if unknown) and password or token via getpass."""
     profile = session.profile
     print(title, file=sys.stderr)
+    pending, where = credential_targets(session)
+    for line in where:
+        print(line, file=sys.stderr)
+    if pending:
+        origins = ", ".join(p.origin for p in pending)
+        try:
+            answer = input(f"Send your credentials to {origins}, and remember that for this project? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            raise SessionExpired(
+                f"Not approved: nothing was sent to {origins}; {profile.describe()} is not logged in."
+            )
+        approve_all(session, pending)
     try:
         if profile.token_mode:
             secret = getpass.getpass(f"Token for {profile.origin_text}: ")

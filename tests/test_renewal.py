@@ -78,3 +78,71 @@ def test_expired_without_anyone_to_ask_raises_and_forgets(api, memory_keyring):
     with pytest.raises(SessionExpired, match="%login"):
         s.request("GET", "/me")
     assert KeyringStore(memory_keyring).load(s.profile, fresh=True) is None
+
+
+def refresh_requests(api):
+    stats = api.stats()
+    return stats["refresh_grants"] + stats["refresh_failures"]
+
+
+def test_a_truly_expired_session_with_a_failing_refresh_makes_one_refresh_request(api, memory_keyring):
+    """The token is expired for the client (within the leeway) and the server (both tokens):
+    the proactive refresh fails, and the 401 that follows does not try a second one."""
+    s = session_for(api, memory_keyring)
+    s.login("demo", api.config.password)
+    s.leeway = 100_000  # the client sees the token as expired
+    api.advance_clock(100_000)  # and so does the server, refresh token included
+    api.reset_stats()
+    with pytest.raises(SessionExpired):
+        s.request("GET", "/me")
+    assert refresh_requests(api) == 1
+    assert api.stats()["refresh_failures"] == 1
+
+
+def _two_kernels(api, memory_keyring, tmp_path):
+    """Two sessions with their own stores (caches) over one keyring and one lock file."""
+    lock = tmp_path / "keyring.lock"
+    a, b = (
+        ApiSession(Profile(name="t", base_url=api.url, user="demo"), KeyringStore(ring, lock_path=lock))
+        for ring in (memory_keyring, memory_keyring)
+    )
+    a.login("demo", api.config.password)
+    assert b.token is not None and b.token.access_token == a.token.access_token
+    api.advance_clock(400)  # access tokens expired; the refresh token (rotating) is good
+    api.reset_stats()
+    return a, b
+
+
+def test_a_refresh_token_another_kernel_just_used_is_not_sent_again(api, memory_keyring, tmp_path):
+    """Kernel A refreshed (the refresh token rotated); kernel B, still holding the spent
+    one, re-reads the store under the keyring lock and takes A's token: no request."""
+    a, b = _two_kernels(api, memory_keyring, tmp_path)
+    stale = b.token
+    renewed = a.refresh()
+    assert renewed is not None
+    got = b.refresh(stale=stale)
+    assert got is not None and got.access_token == renewed.access_token
+    assert refresh_requests(api) == 1 and api.stats()["refresh_failures"] == 0
+    assert b.request("GET", "/me").status_code == 200
+
+
+def test_two_kernels_refreshing_at_once_make_one_refresh_request(api, memory_keyring, tmp_path):
+    import threading
+
+    a, b = _two_kernels(api, memory_keyring, tmp_path)
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def run(name, session):
+        stale = session.token
+        barrier.wait()
+        results[name] = session.refresh(stale=stale)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] is not None and results["b"] is not None
+    assert results["a"].access_token == results["b"].access_token
+    assert refresh_requests(api) == 1 and api.stats()["refresh_failures"] == 0

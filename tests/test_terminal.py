@@ -25,12 +25,13 @@ def api(forget_stored_tokens):
         yield server
 
 
-def spawn(tmp_path):
+def spawn(tmp_path, cwd=None, **extra_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_MAGICS_FRONTEND")}
-    env.update(IPYTHONDIR=str(tmp_path / "ipython"), TERM="dumb", PYTHONUNBUFFERED="1")
+    env.update(IPYTHONDIR=str(tmp_path / "ipython"), TERM="dumb", PYTHONUNBUFFERED="1", **extra_env)
     child = pexpect.spawn(
         IPYTHON,
         ["--no-banner", "--colors=NoColor", "--simple-prompt", "--no-confirm-exit"],
+        cwd=cwd,
         env=env,
         encoding="utf-8",
         timeout=60,
@@ -89,3 +90,38 @@ def test_getpass_cancel_gives_session_expired(api, tmp_path):
         child.expect(r"In \[3\]: ")
     finally:
         child.close(force=True)
+
+
+def test_a_projects_credential_origin_is_asked_about_once(api, tmp_path):
+    """A pyproject.toml puts the token endpoint on another origin (localhost:PORT for the
+    API at 127.0.0.1:PORT): terminal IPython asks y/N before the password, and the yes is
+    kept in the user's config file."""
+    import tomllib
+
+    port = api.url.rsplit(":", 1)[1]
+    other = f"http://localhost:{port}"
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'[tool.session_magics]\nlogin_path = "{other}/auth/token"\n')
+    xdg = tmp_path / "xdg"
+    child = spawn(tmp_path, cwd=str(project), XDG_CONFIG_HOME=str(xdg))
+    try:
+        child.sendline("%load_ext session_magics")
+        child.expect(r"In \[2\]: ")
+        child.sendline(f"%login {api.url} --user demo --no-keyring")
+        child.expect(f"Credentials go to {other} — set by ./pyproject.toml")
+        child.expect(r"\[y/N\] ")
+        assert api.stats()["password_grants"] == 0
+        child.sendline("y")
+        child.expect(f"Password for demo at {api.url}: ")
+        child.sendline(api.config.password)
+        child.expect(f"Logged in as demo at {api.url}")
+        child.expect(f"credentials go to {other}")
+        child.expect(r"In \[3\]: ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert api.stats()["password_grants"] == 1
+    saved = tomllib.loads((xdg / "session-magics" / "config.toml").read_text())
+    assert saved["approved_credential_origins"] == {str(project.resolve()): [other]}
