@@ -39,7 +39,9 @@ from .redact import Redactor, sealed
 from .store import KeyringStore, MemoryStore, TokenStore
 from .tokens import Token, parse_token_response
 from .transport import (
+    DEFAULT_MAX_BODY,
     DEFAULT_TIMEOUT,
+    Download,
     TokenAuth,
     Transport,
     carried,
@@ -86,12 +88,13 @@ class ApiSession:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         leeway: float = 30.0,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.profile = profile
         if store is None:
             store = KeyringStore() if profile.use_keyring else MemoryStore()
         self.store: TokenStore = store
-        self.transport = Transport(profile, timeout=timeout)
+        self.transport = Transport(profile, timeout=timeout, max_body=max_body)
         self.leeway = leeway
         self._token: Token | None = None
         self._loaded = False
@@ -110,6 +113,14 @@ class ApiSession:
     @timeout.setter
     def timeout(self, value: float) -> None:
         self.transport.timeout = value
+
+    @property
+    def max_body(self) -> int:
+        return self.transport.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self.transport.max_body = value
 
     def close(self) -> None:
         self.transport.close()
@@ -194,9 +205,11 @@ class ApiSession:
     def _post_credentials(self, url: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
         accept = {"Accept": "application/json"}
         if self.profile.body == "json":
-            resp = self._send("POST", url, json_body=payload, headers=accept, secrets=secrets)
+            resp = self._send(
+                "POST", url, json_body=payload, headers=accept, secrets=secrets, credentials=True
+            )
         else:
-            resp = self._send("POST", url, data=payload, headers=accept, secrets=secrets)
+            resp = self._send("POST", url, data=payload, headers=accept, secrets=secrets, credentials=True)
         ctype = resp.headers.get("Content-Type", "")
         try:
             data = resp.json()
@@ -336,10 +349,11 @@ class ApiSession:
                     continue
                 payload = {"token": secret, "token_type_hint": hint}
                 try:
+                    secrets = (token.refresh_token, token.access_token)
                     if self.profile.body == "json":
-                        resp = self._send("POST", url, json_body=payload)
+                        resp = self._send("POST", url, json_body=payload, secrets=secrets, credentials=True)
                     else:
-                        resp = self._send("POST", url, data=payload)
+                        resp = self._send("POST", url, data=payload, secrets=secrets, credentials=True)
                     if resp.status_code >= 400:
                         notes.append(
                             f"the server refused to revoke the {hint.replace('_', ' ')} ({resp.status_code})"
@@ -381,9 +395,13 @@ class ApiSession:
         body: str | bytes | None = None,
         auth: bool = True,
         timeout: float | None = None,
-        stream: bool = False,
+        max_body: int | None = None,
+        save: str | None = None,
     ) -> Generator[NeedLogin, None, ApiResult]:
-        """The renewal flow as a generator: yields :class:`NeedLogin`, returns the result."""
+        """The renewal flow as a generator: yields :class:`NeedLogin`, returns the result.
+
+        ``save``: a file that a successful answer's body is streamed to (not kept in memory).
+        """
         from .result import ApiResult
 
         full_url = self.profile.url(url)
@@ -392,6 +410,7 @@ class ApiSession:
             hdrs[key] = value
         has_own = any(k.lower() == self.profile.header.lower() for k in hdrs)
         authenticate = auth and not has_own and self.profile.owns(full_url)
+        download = Download(save) if save else None
         token_went = False  # whether the last answer came to a request that carried the token
 
         def send(token: Token | None) -> requests.Response:
@@ -411,7 +430,8 @@ class ApiSession:
                 headers=hdrs,
                 data=body,
                 timeout=timeout,
-                stream=stream,
+                max_body=max_body,
+                download=download,
                 auth=auth_hook,
                 secrets=secrets,
             )
@@ -425,6 +445,8 @@ class ApiSession:
             answer = ApiResult(resp, method=method)
             answer.extra_redacted = (self.profile.header,)
             answer.redactor = self.redactor()  # a server echoing the token: not in displays
+            if download is not None and download.saved_to is not None:
+                answer.saved_to, answer.saved_bytes = download.saved_to, download.size
             return answer
 
         if not authenticate:
