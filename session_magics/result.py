@@ -99,8 +99,11 @@ def _size(n: int) -> str:
 class ApiResult:
     """The answer to one ``%%api`` request."""
 
-    def __init__(self, response: requests.Response, *, method: str | None = None) -> None:
+    def __init__(
+        self, response: requests.Response, *, method: str | None = None, elapsed: float | None = None
+    ) -> None:
         self.response = response
+        self._elapsed = elapsed
         self.method = method or (response.request.method if response.request else "GET") or "GET"
         self._data: Any = _UNPARSED
         self._df: Any = _UNPARSED
@@ -146,8 +149,9 @@ class ApiResult:
     @property
     def elapsed(self) -> float:
         """Seconds from sending to the answer (including redirects and retries)."""
-        total = getattr(self.response, "elapsed_total", None)
-        return float(total) if total is not None else self.response.elapsed.total_seconds()
+        if self._elapsed is not None:
+            return self._elapsed
+        return self.response.elapsed.total_seconds()
 
     @property
     def links(self) -> dict[str, Any]:

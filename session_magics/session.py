@@ -411,6 +411,7 @@ class ApiSession:
         has_own = any(k.lower() == self.profile.header.lower() for k in hdrs)
         authenticate = auth and not has_own and self.profile.owns(full_url)
         download = Download(save) if save else None
+        elapsed: dict[requests.Response, float] = {}  # seconds per answer, redirects and retries included
         token_went = False  # whether the last answer came to a request that carried the token
 
         def send(token: Token | None) -> requests.Response:
@@ -435,14 +436,14 @@ class ApiSession:
                 auth=auth_hook,
                 secrets=secrets,
             )
-            resp.elapsed_total = time.perf_counter() - started  # type: ignore[attr-defined]
+            elapsed[resp] = time.perf_counter() - started
             token_went = auth_hook is not None and carried(resp, auth_hook.name, auth_hook.value)
             if auth_hook is not None:
                 scrub(resp, auth_hook.name, auth_hook.value)
             return resp
 
         def result(resp: requests.Response) -> ApiResult:
-            answer = ApiResult(resp, method=method)
+            answer = ApiResult(resp, method=method, elapsed=elapsed.get(resp))
             answer.extra_redacted = (self.profile.header,)
             answer.redactor = self.redactor()  # a server echoing the token: not in displays
             if download is not None and download.saved_to is not None:

@@ -232,7 +232,10 @@ class Deadline:
         with self._lock:
             self._done = True
             self._sockets.clear()
-        _WATCHDOG.forget(self)
+
+    @property
+    def done(self) -> bool:
+        return self._done
 
 
 def _shut(sock: socket.socket) -> None:
@@ -243,11 +246,14 @@ def _shut(sock: socket.socket) -> None:
 
 
 class _Watchdog:
-    """One thread that fires the deadlines that pass (a timer thread per request costs more)."""
+    """One thread that fires the deadlines that pass (a timer thread per request costs more).
+
+    Finished deadlines stay in the heap until their time comes and are skipped then; the
+    thread is woken only when a new deadline is the earliest, and ends when idle.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Deadline]] = []
-        self._live: set[int] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._count = 0
@@ -258,17 +264,13 @@ class _Watchdog:
         with self._cond:
             self._count += 1
             heapq.heappush(self._heap, (deadline.end, self._count, deadline))
-            self._live.add(id(deadline))
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="session-magics deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
-
-    def forget(self, deadline: Deadline) -> None:
-        with self._cond:
-            self._live.discard(id(deadline))
+            elif self._heap[0][2] is deadline:
+                self._cond.notify()
 
     def _run(self) -> None:
         import heapq
@@ -276,7 +278,7 @@ class _Watchdog:
 
         while True:
             with self._cond:
-                while self._heap and id(self._heap[0][2]) not in self._live:
+                while self._heap and self._heap[0][2].done:
                     heapq.heappop(self._heap)
                 if not self._heap:
                     self._cond.wait(30.0)
@@ -290,7 +292,6 @@ class _Watchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                self._live.discard(id(deadline))
             deadline.fire()
 
 
