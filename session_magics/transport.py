@@ -675,7 +675,8 @@ def _read_body(resp: Any, most: int, where: str) -> None:
     import io
 
     length = resp.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > most:
+    bodiless = resp.status_code in (204, 304) or (resp.request is not None and resp.request.method == "HEAD")
+    if length.isdigit() and int(length) > most and not bodiless:  # HEAD: the length of a GET's body
         raise RequestFailed(_too_large(where, most, f"it announces {_size(int(length))}"))
     buf = io.BytesIO()
     for chunk in resp.iter_content(CHUNK):

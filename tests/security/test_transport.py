@@ -141,6 +141,12 @@ def test_an_announced_huge_body_is_refused_before_reading(shell, raw_server):
     assert server.finished.wait(30) and server.sent < 150 * 1024 * 1024
 
 
+def test_the_limit_counts_bodies_not_what_a_head_request_announces(shell, api):
+    run = shell.run("%%api -o r --max-body 1MB\nHEAD /big?mb=20")
+    assert run.error is None, shown(run)
+    assert int(shell.ip.user_ns["r"].headers["Content-Length"]) > 19_000_000
+
+
 def test_save_has_no_body_limit(shell, raw_server, tmp_path):
     server = raw_server(endless_body(limit=3 * 1024 * 1024))
     target = tmp_path / "all.txt"
@@ -164,7 +170,7 @@ def test_a_bad_max_body_is_one_line(shell, value):
 def test_a_login_redirected_to_another_origin_is_not_followed(kr, new_shell, api, recorder, status):
     shell = new_shell()
     target = f"/redirect?to={recorder.url}/collect&status={status}"
-    run = shell.run(f'%login {api.url} --user demo --password-env {PASSWORD_ENV} --login {target}')
+    run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV} --login {target}")
     assert_short_error(run, RequestFailed, "redirected the credentials", recorder.url, "not followed")
     assert recorder.requests() == []
 
@@ -172,7 +178,7 @@ def test_a_login_redirected_to_another_origin_is_not_followed(kr, new_shell, api
 def test_a_login_redirected_within_its_origin_works(kr, new_shell, api):
     shell = new_shell()
     target = "/redirect?to=/auth/token&status=307"
-    run = shell.run(f'%login {api.url} --user demo --password-env {PASSWORD_ENV} --login {target}')
+    run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV} --login {target}")
     assert run.error is None, shown(run)
     assert "Logged in as demo" in run.stdout
 
@@ -180,7 +186,7 @@ def test_a_login_redirected_within_its_origin_works(kr, new_shell, api):
 def test_revocation_redirected_elsewhere_sends_no_token_there(kr, new_shell, api, recorder):
     shell = new_shell()
     revoke = f"/redirect?to={recorder.url}/collect&status=307"
-    login(shell, api, f'--revoke {revoke}')
+    login(shell, api, f"--revoke {revoke}")
     session = shell.magics.sessions[api.url]
     token = session.token
     run = shell.run("%logout")
@@ -204,7 +210,7 @@ def test_a_login_is_never_downgraded_to_http(tls_api, kr, new_shell):
     shell = new_shell()
     port = tls_api.url.rsplit(":", 1)[1]
     target = f"/redirect?to=http://127.0.0.1:{port}/auth/token&status=307"
-    run = shell.run(f'%login {tls_api.url} --user demo --password-env TLS_PASSWORD --login {target}')
+    run = shell.run(f"%login {tls_api.url} --user demo --password-env TLS_PASSWORD --login {target}")
     assert_short_error(run, RequestFailed, "redirected the credentials", f"http://127.0.0.1:{port}")
 
 
