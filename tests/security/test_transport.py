@@ -252,6 +252,13 @@ def test_a_proxy_for_other_hosts_keeps_working(proxied, shell):
     assert proxied.requests[0].startswith(b"GET http://api.example.invalid/things?x=1 HTTP/1.1\r\n")
 
 
+def test_https_to_other_hosts_goes_through_the_proxy_with_connect(proxied, shell):
+    # The recording proxy answers CONNECT with a plain HTTP body, so TLS fails after it.
+    run = shell.run("%%api\nGET https://api.example.invalid/things")
+    assert_short_error(run, RequestFailed, "https://api.example.invalid/things")
+    assert proxied.requests[0].startswith(b"CONNECT api.example.invalid:443 HTTP/1.")
+
+
 def test_an_idn_base_url_gets_its_token(proxied, kr, new_shell, monkeypatch):
     monkeypatch.setenv("IDN_TOKEN", "idn-token-0123456789")
     shell = new_shell()
