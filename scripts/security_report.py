@@ -110,6 +110,18 @@ ROWS: OrderedDict[str, tuple[str, str]] = OrderedDict(
             ),
         ),
         (
+            "test_transport.py",
+            (
+                "4. Bounded requests and the wire",
+                "a trickled body or header and `--save` end at the `--timeout` deadline while the "
+                "server still had bytes to send; retries within the deadline; an endless or "
+                "announced-huge body stops at `max_body` with memory bounded; credential requests "
+                "redirected to another origin or to http not followed; `Host` / `Content-Length` / "
+                "`Transfer-Encoding` in a cell refused; loopback never through an environment "
+                "proxy; an IDN base URL; a lone surrogate, 10 000-deep JSON, 200 000 placeholders",
+            ),
+        ),
+        (
             "test_bad_input.py",
             (
                 "5. Bad input",

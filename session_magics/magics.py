@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Float, Int, List, Unicode, observe
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
 from .errors import Interrupted, ProfileError, SessionMagicsError
 from .redact import sealed
@@ -41,7 +41,27 @@ Interrupted._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
 class SessionMagics(Magics):
     """Log in to token-protected HTTP APIs and explore them from IPython."""
 
-    timeout = Float(30.0, help="Default timeout of a request, in seconds.").tag(config=True)
+    timeout = Float(
+        30.0,
+        help="Most seconds one request may take in all (connect, answer, body, redirects, retries).",
+    ).tag(config=True)
+    max_body = Int(
+        100 * 1024 * 1024,
+        help="Largest answer body kept in memory, in bytes (default 100 MB); --save has no limit.",
+    ).tag(config=True)
+
+    @validate("timeout")
+    def _check_timeout(self, proposal: Any) -> float:
+        return _positive_seconds(proposal["value"], "SessionMagics.timeout", TraitError)
+
+    @validate("max_body")
+    def _check_max_body(self, proposal: Any) -> int:
+        if proposal["value"] <= 0:
+            raise TraitError(
+                f"SessionMagics.max_body must be a positive number of bytes, not {proposal['value']}"
+            )
+        return int(proposal["value"])
+
     login_timeout = Float(300.0, help="How long a login form or prompt waits for the user, in seconds.").tag(
         config=True
     )
@@ -57,7 +77,7 @@ class SessionMagics(Magics):
         if store is not None:  # a %config after the first %login applies too
             store.timeout = change["new"]
 
-    @observe("timeout", "leeway")
+    @observe("timeout", "leeway", "max_body")
     def _session_setting_changed(self, change: Any) -> None:
         for session in getattr(self, "sessions", {}).values():  # existing profiles follow %config
             setattr(session, change["name"], change["new"])
@@ -273,7 +293,11 @@ class SessionMagics(Magics):
         if old is not None:
             old.close()
         session = ApiSession(
-            profile, self.store(profile.use_keyring), timeout=self.timeout, leeway=self.leeway
+            profile,
+            self.store(profile.use_keyring),
+            timeout=self.timeout,
+            leeway=self.leeway,
+            max_body=self.max_body,
         )
         if old is not None:
             session.take_over(old)  # e.g. %login URL again: keep a token held only in memory
@@ -492,7 +516,8 @@ class SessionMagics(Magics):
             mark = "*" if name == self.default_profile else " "
             url = session.profile.base_url
             label = url if name == session.profile.origin_text else f"{name}: {url}"
-            rows.append(f"{mark} {label} — {state} — {where}" + _credentials_note(session) + source_note(self, name))
+            note = _credentials_note(session) + source_note(self, name)
+            rows.append(f"{mark} {label} — {state} — {where}{note}")
         rows += [f"Could not read the keyring: {reason}" for reason in missing]
         print("\n".join(rows))
 
@@ -598,7 +623,8 @@ class SessionMagics(Magics):
         kwargs: dict[str, Any] = dict(
             headers=spec.headers,
             body=spec.body.encode("utf-8") if spec.body is not None else None,
-            timeout=args.timeout,
+            timeout=None if args.timeout is None else _positive_seconds(args.timeout, "--timeout"),
+            max_body=None if args.max_body is None else _byte_size(args.max_body),
             auth=not args.no_auth,
         )
         if spec.body is not None and spec.header("Content-Type") is None:
@@ -609,7 +635,7 @@ class SessionMagics(Magics):
         if args.save:
             if getattr(args, "all", False) or getattr(args, "df", False) or getattr(args, "extract", None):
                 raise SessionMagicsError("--save writes one answer to a file: not with --all/--df/--extract")
-            kwargs["stream"] = True  # the body is read in chunks by ApiResult.save, never whole
+            kwargs["save"] = args.save  # the body is streamed to the file, never held whole
         return args, session, kwargs
 
     def _api_flow(self, args: Any, session: ApiSession, kwargs: dict[str, Any]) -> Generator[Any, None, Any]:
@@ -637,7 +663,10 @@ class SessionMagics(Magics):
         where = origin_of(kwargs["url"])
         origin = format_origin(where) if where else kwargs["url"]
         session = ApiSession(
-            Profile(name="", base_url=origin, allow_http=True), self.store(False), timeout=self.timeout
+            Profile(name="", base_url=origin, allow_http=True),
+            self.store(False),
+            timeout=self.timeout,
+            max_body=self.max_body,
         )
         try:
             return drive(self._api_flow(args, session, {**kwargs, "auth": False}), session._no_login)
@@ -663,14 +692,13 @@ class SessionMagics(Magics):
         return value
 
     def _save(self, path: str, result: ApiResult) -> None:
-        """--save FILE: stream the body to FILE (successful answers only)."""
+        """--save FILE: the body was streamed to FILE (successful answers only)."""
         from .result import _size
 
-        if not result.ok:
+        if result.saved_to is None:
             print(f"Nothing saved to {path}: the server answered {result.status_code}.", file=sys.stderr)
             return
-        size = result.save(path)
-        print(f"Saved {_size(size)} to {result.saved_to}")
+        print(f"Saved {_size(result.saved_bytes)} to {result.saved_to}")
 
     @magic_arguments()
     @argument("request", nargs="*", help="Line form only: the request, e.g. GET /users")
@@ -688,7 +716,18 @@ class SessionMagics(Magics):
         action="store_true",
         help="Show request and response headers (credentials redacted).",
     )
-    @argument("--timeout", type=float, help="Timeout in seconds (default: SessionMagics.timeout).")
+    @argument(
+        "--timeout",
+        type=float,
+        help="Most seconds the whole request may take: connect, answer, body, redirects and "
+        "retries (default: SessionMagics.timeout).",
+    )
+    @argument(
+        "--max-body",
+        metavar="SIZE",
+        help="Largest body kept in memory, e.g. 500MB or 2GB (default: SessionMagics.max_body, "
+        "100 MB); a larger answer is an error. --save has no limit.",
+    )
     @argument("-q", "--quiet", action="store_true", help="Show nothing (use with -o).")
     @argument(
         "--save",
@@ -792,6 +831,28 @@ def _credentials_note(session: ApiSession) -> str:
             note += ", not approved yet"
         shown[text] = note
     return f" — credentials go to {', '.join(shown.values())}" if shown else ""
+
+
+def _positive_seconds(value: Any, what: str, error: type[Exception] = SessionMagicsError) -> float:
+    import math
+
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise error(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def _byte_size(text: str) -> int:
+    """``--max-body`` 500MB, 2GB, 64KB or a number of bytes (1 KB = 1024 bytes)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise SessionMagicsError(f"--max-body takes a size such as 500MB, 2GB or 65536, not {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 _PARSED: dict[tuple[str, str], Any] = {}

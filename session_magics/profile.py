@@ -63,7 +63,22 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
         or (seen.port or DEFAULT_PORTS[scheme]) != port
     ):
         return None
-    return scheme, parts.hostname.lower().rstrip("."), port
+    host: str | None = parts.hostname.lower().rstrip(".")
+    if host is not None and not host.isascii():
+        host = _idna_host(host)  # as requests sends it: the token is attached by this name
+    if host is None:
+        return None
+    return scheme, host, port
+
+
+def _idna_host(host: str) -> str | None:
+    """An internationalised host name in the ASCII form requests sends (IDNA 2008, UTS 46)."""
+    import idna
+
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 @functools.lru_cache(maxsize=512)

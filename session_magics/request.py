@@ -63,8 +63,10 @@ class RequestSpec:
             return self.body_is_json
         try:
             json.loads(self.body)
-        except (ValueError, RecursionError):
+        except ValueError:
             return False
+        except RecursionError:  # nested deeper than Python parses: JSON-shaped all the same
+            return self.body.lstrip().startswith(("[", "{"))
         return True
 
 
@@ -82,10 +84,11 @@ def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json:
         raise RequestSyntaxError("{{...}} needs a namespace to evaluate in", lineno)
     out: list[str] = []
     pos = 0
+    line_of_match = lineno  # counted on from the previous match: linear in the text's length
     for match in _PLACEHOLDER.finditer(text):
         out.append(text[pos : match.start()])
         expr = match.group(1).strip()
-        line_of_match = lineno + text.count("\n", 0, match.start())
+        line_of_match += text.count("\n", pos, match.start())
         if not expr:
             raise RequestSyntaxError("empty {{ }}: put a Python expression inside", line_of_match)
         try:
@@ -111,6 +114,7 @@ def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json:
                 f"{{{{{expr}}}}} gave a value that cannot be turned into text ({type(exc).__name__})",
                 line_of_match,
             ) from None
+        line_of_match += text.count("\n", match.start(), match.end())
         pos = match.end()
     rest = text[pos:]
     if "{{" in rest:
@@ -118,6 +122,15 @@ def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json:
         raise RequestSyntaxError("'{{' without a closing '}}'", bad)
     out.append(rest)
     return "".join(out)
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """The index of the first lone surrogate (U+D800–U+DFFF) in ``text``, or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def interpolate(text: str, evaluate: Evaluator | None) -> str:
@@ -222,6 +235,14 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
         raw = "\n".join(lines[start:]).rstrip("\n")
         if raw.strip():
             body = _interpolate(raw, no(start), evaluate, as_json=True)
+            bad_at = _lone_surrogate(body)
+            if bad_at is not None:
+                bad_line = no(start) + body.count("\n", 0, bad_at)
+                raise RequestSyntaxError(
+                    f"the body contains a lone surrogate ({ascii(body[bad_at])[1:-1]}), which UTF-8 "
+                    "cannot encode",
+                    bad_line,
+                )
     spec = RequestSpec(method=method, url=url, headers=headers, body=body)
     if body is not None and spec.header("Content-Type") is None and body.lstrip()[:1] in ("{", "["):
         spec.body_is_json = _check_json_body(body, no(start), filled="{{" in raw)

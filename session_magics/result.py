@@ -17,7 +17,6 @@ header, the URL; plain, URL-, JSON- or HTML-escaped). ``.data``, ``.text``,
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -89,14 +88,6 @@ def _looks_binary(ctype: str, content: bytes) -> bool:
     return False
 
 
-def _is_network_error(exc: OSError) -> bool:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, requests.RequestException)
-
-
 SUMMARY_COLORS = {True: "#2e7d32", False: "#c62828"}  # a successful answer, an error status
 
 
@@ -129,8 +120,11 @@ def _size(n: int) -> str:
 class ApiResult:
     """The answer to one ``%%api`` request."""
 
-    def __init__(self, response: requests.Response, *, method: str | None = None) -> None:
+    def __init__(
+        self, response: requests.Response, *, method: str | None = None, elapsed: float | None = None
+    ) -> None:
         self.response = response
+        self._elapsed = elapsed
         self.method = method or (response.request.method if response.request else "GET") or "GET"
         self._data: Any = _UNPARSED
         self._df: Any = _UNPARSED
@@ -176,8 +170,9 @@ class ApiResult:
     @property
     def elapsed(self) -> float:
         """Seconds from sending to the answer (including redirects and retries)."""
-        total = getattr(self.response, "elapsed_total", None)
-        return float(total) if total is not None else self.response.elapsed.total_seconds()
+        if self._elapsed is not None:
+            return self._elapsed
+        return self.response.elapsed.total_seconds()
 
     @property
     def links(self) -> dict[str, Any]:
@@ -286,44 +281,6 @@ class ApiResult:
         if self.retries:
             text += f"; sent {self.retries + 1} times in all (idempotent requests are retried)"
         return self.redactor.text(text)
-
-    def save(self, path: str, *, chunk_size: int = 1 << 16) -> int:
-        """Write the body to ``path`` in chunks, never holding all of it; returns its size.
-
-        Meant for a response sent with ``stream=True`` (``%%api --save FILE``). The body
-        goes to ``FILE.part`` first and is renamed when complete, so a broken download
-        leaves no half file under the name asked for.
-        """
-        import os
-
-        from .errors import Interrupted, RequestFailed, SessionMagicsError
-
-        target = os.path.abspath(os.path.expanduser(path))
-        part = target + ".part"
-        written = 0
-        try:
-            with open(part, "wb") as out:
-                for chunk in self.response.iter_content(chunk_size):
-                    out.write(chunk)
-                    written += len(chunk)
-            os.replace(part, target)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.remove(part)
-            if isinstance(exc, OSError) and not _is_network_error(exc):
-                raise SessionMagicsError(f"--save {path}: {exc.strerror or exc}") from None
-            if isinstance(exc, KeyboardInterrupt):
-                raise Interrupted(f"saving to {path}: interrupted after {_size(written)}") from None
-            if isinstance(exc, Exception):
-                raise RequestFailed(
-                    f"{self.method} {self.url}: the download broke off after {_size(written)} "
-                    f"({type(exc).__name__}); nothing was saved to {path}"
-                ) from None
-            raise
-        finally:
-            self.response.close()
-        self.saved_to, self.saved_bytes = target, written
-        return written
 
     def _preview_text(self) -> str:
         return self.redactor.text(self._raw_preview_text())

@@ -44,7 +44,9 @@ from .redact import Redactor, sealed
 from .store import KeyringStore, MemoryStore, TokenStore
 from .tokens import Token, parse_token_response
 from .transport import (
+    DEFAULT_MAX_BODY,
     DEFAULT_TIMEOUT,
+    Download,
     TokenAuth,
     Transport,
     carried,
@@ -92,13 +94,14 @@ class ApiSession:
         timeout: float = DEFAULT_TIMEOUT,
         leeway: float = 30.0,
         approvals: Approvals | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.profile = profile
         self.approvals = approvals if approvals is not None else Approvals()
         if store is None:
             store = KeyringStore() if profile.use_keyring else MemoryStore()
         self.store: TokenStore = store
-        self.transport = Transport(profile, timeout=timeout)
+        self.transport = Transport(profile, timeout=timeout, max_body=max_body)
         self.leeway = leeway
         self._token: Token | None = None
         self._loaded = False
@@ -117,6 +120,14 @@ class ApiSession:
     @timeout.setter
     def timeout(self, value: float) -> None:
         self.transport.timeout = value
+
+    @property
+    def max_body(self) -> int:
+        return self.transport.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self.transport.max_body = value
 
     def close(self) -> None:
         self.transport.close()
@@ -228,8 +239,10 @@ class ApiSession:
         url = self.trust.require(self.profile.credential_endpoint(role))
         accept = {"Accept": "application/json"}
         if self.profile.body == "json":
-            return self._send("POST", url, json_body=payload, headers=accept, secrets=secrets)
-        return self._send("POST", url, data=payload, headers=accept, secrets=secrets)
+            return self._send(
+                "POST", url, json_body=payload, headers=accept, secrets=secrets, credentials=True
+            )
+        return self._send("POST", url, data=payload, headers=accept, secrets=secrets, credentials=True)
 
     def _post_credentials(self, role: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
         resp = self._send_credentials(role, payload, secrets)
@@ -430,9 +443,13 @@ class ApiSession:
         body: str | bytes | None = None,
         auth: bool = True,
         timeout: float | None = None,
-        stream: bool = False,
+        max_body: int | None = None,
+        save: str | None = None,
     ) -> Generator[NeedLogin, None, ApiResult]:
-        """The renewal flow as a generator: yields :class:`NeedLogin`, returns the result."""
+        """The renewal flow as a generator: yields :class:`NeedLogin`, returns the result.
+
+        ``save``: a file that a successful answer's body is streamed to (not kept in memory).
+        """
         from .result import ApiResult
 
         full_url = self.profile.url(url)
@@ -441,6 +458,8 @@ class ApiSession:
             hdrs[key] = value
         has_own = any(k.lower() == self.profile.header.lower() for k in hdrs)
         authenticate = auth and not has_own and self.profile.owns(full_url)
+        download = Download(save) if save else None
+        elapsed: dict[requests.Response, float] = {}  # seconds per answer, redirects and retries included
         token_went = False  # whether the last answer came to a request that carried the token
 
         def send(token: Token | None) -> requests.Response:
@@ -460,20 +479,23 @@ class ApiSession:
                 headers=hdrs,
                 data=body,
                 timeout=timeout,
-                stream=stream,
+                max_body=max_body,
+                download=download,
                 auth=auth_hook,
                 secrets=secrets,
             )
-            resp.elapsed_total = time.perf_counter() - started  # type: ignore[attr-defined]
+            elapsed[resp] = time.perf_counter() - started
             token_went = auth_hook is not None and carried(resp, auth_hook.name, auth_hook.value)
             if auth_hook is not None:
                 scrub(resp, auth_hook.name, auth_hook.value)
             return resp
 
         def result(resp: requests.Response) -> ApiResult:
-            answer = ApiResult(resp, method=method)
+            answer = ApiResult(resp, method=method, elapsed=elapsed.get(resp))
             answer.extra_redacted = (self.profile.header,)
             answer.redactor = self.redactor()  # a server echoing the token: not in displays
+            if download is not None and download.saved_to is not None:
+                answer.saved_to, answer.saved_bytes = download.saved_to, download.size
             return answer
 
         if not authenticate:

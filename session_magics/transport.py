@@ -12,14 +12,17 @@ refused, reset, TLS, timeout...), never by matching their text.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from .errors import Interrupted, RequestFailed, SessionMagicsError
-from .profile import Profile, origin_of, url_problem
+from .profile import Profile, format_origin, is_loopback, origin_of, url_problem
 from .redact import drop_frames, redact_message
 
 if TYPE_CHECKING:
@@ -29,6 +32,17 @@ DEFAULT_TIMEOUT = 30.0
 RETRY_AFTER_MAX = 10.0  # a longer Retry-After is not waited for: the answer is shown at once
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 USER_AGENT = "session-magics/0.1"
+DEFAULT_MAX_BODY = 100 * 1024 * 1024  # bytes of one answer kept in memory
+REDIRECT_BODY_MAX = 64 * 1024  # a redirect's own body is read this far, then the connection dropped
+CHUNK = 64 * 1024
+# Headers that the transport sets itself: written by hand they would make the request's
+# framing ambiguous (Content-Length with Transfer-Encoding: request smuggling) or send
+# the token with a Host that is not the profile's.
+FORBIDDEN_HEADERS = {
+    "host": "the host comes from the URL (write the host you mean in the URL)",
+    "content-length": "it is set from the body",
+    "transfer-encoding": "it is set from the body",
+}
 
 
 # ------------------------------------------------------------------ secrets in messages
@@ -150,7 +164,7 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
     if _first(exc, ConnectTimeoutError, requests.exceptions.ConnectTimeout) is not None:
         return f"could not connect within {timeout:g} s"
     if _first(exc, ReadTimeoutError, requests.exceptions.ReadTimeout, TimeoutError) is not None:
-        return f"no answer within {timeout:g} s (raise it with --timeout)"
+        return f"no complete answer within {timeout:g} s (raise it with --timeout)"
     if _first(exc, ssl.SSLError, Urllib3SSLError, requests.exceptions.SSLError) is not None:
         inner = _first(exc, ssl.SSLError) or _innermost(exc)
         return f"TLS error ({_plain(inner)})"
@@ -164,10 +178,183 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {_plain(inner)}"
 
 
+# ------------------------------------------------------------------ the total deadline
+class DeadlinePassed(Exception):
+    """Raised inside the transport when a request's total time is up."""
+
+
+class Deadline:
+    """The end of one request's time: connect, headers, body, redirects and retries.
+
+    A per-read socket timeout does not bound a request: a server that sends one byte
+    a second never lets it expire. So the sockets a request uses are registered here,
+    and when the time is up the :class:`_Watchdog` shuts them down; whatever was
+    blocked on them returns at once, and :attr:`fired` says why.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        import time
+
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.fired = False
+        self._done = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        import time
+
+        return self.end - time.monotonic()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Shut ``sock`` down when the time is up (at once if it is up already)."""
+        if sock is None:
+            return
+        with self._lock:
+            if self._done:
+                return
+            if self.fired:
+                _shut(sock)
+            elif not any(s is sock for s in self._sockets):
+                self._sockets.append(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def finish(self) -> None:
+        """The request is over: its sockets (maybe back in the pool) are left alone."""
+        with self._lock:
+            self._done = True
+            self._sockets.clear()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down under whatever reads or writes it (TLS too: the plain socket
+    under the TLS layer is shut, so a blocked TLS read returns instead of crashing)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread that fires the deadlines that pass (a timer thread per request costs more).
+
+    Finished deadlines stay in the heap until their time comes and are skipped then; the
+    thread is woken only when a new deadline is the earliest, and ends when idle.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    def add(self, deadline: Deadline) -> None:
+        import heapq
+
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (deadline.end, self._count, deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="session-magics deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        import heapq
+        import time
+
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait(30.0)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    continue
+                end, _, deadline = self._heap[0]
+                wait = end - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            deadline.fire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the request this thread is sending, if any."""
+    return getattr(_CURRENT, "deadline", None)
+
+
+@contextmanager
+def deadline_of(seconds: float) -> Iterator[Deadline]:
+    deadline = Deadline(seconds)
+    outer = current_deadline()
+    _CURRENT.deadline = deadline
+    _WATCHDOG.add(deadline)
+    try:
+        yield deadline
+    finally:
+        deadline.finish()
+        _CURRENT.deadline = outer
+
+
+def _watched_connections() -> tuple[type, type]:
+    """urllib3 connection classes that register their socket with the current deadline."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class _WatchedHTTP(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline = current_deadline()
+            if deadline is not None:
+                deadline.watch(self.sock)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            deadline = current_deadline()
+            if deadline is not None:
+                deadline.watch(self.sock)
+            super().request(*args, **kwargs)
+
+    class _WatchedHTTPS(HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline = current_deadline()
+            if deadline is not None:
+                deadline.watch(self.sock)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            deadline = current_deadline()
+            if deadline is not None:
+                deadline.watch(self.sock)
+            super().request(*args, **kwargs)
+
+    return _WatchedHTTP, _WatchedHTTPS
+
+
 # ------------------------------------------------------------------ the requests.Session
 def _make_retry(**kwargs: Any) -> Any:
-    """urllib3's Retry, except that a Retry-After longer than RETRY_AFTER_MAX ends the retries
-    (an hour's wait would block the kernel): the answer is returned as it is."""
+    """urllib3's Retry, except that a wait (Retry-After, or the back-off) longer than
+    RETRY_AFTER_MAX, or past the request's deadline, ends the retries (an hour's wait
+    would block the kernel): the answer is returned as it is."""
     from urllib3.exceptions import MaxRetryError, ResponseError
     from urllib3.util.retry import Retry
 
@@ -181,11 +368,17 @@ def _make_retry(**kwargs: Any) -> Any:
             _pool: Any = None,
             _stacktrace: Any = None,
         ) -> Self:
-            if response is not None:
-                wait = self.get_retry_after(response)
-                if wait is not None and wait > RETRY_AFTER_MAX:
-                    raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {wait:g} s"))
-            return super().increment(method, url, response, error, _pool, _stacktrace)
+            wait = self.get_retry_after(response) if response is not None else None
+            if wait is not None and wait > RETRY_AFTER_MAX:
+                raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {wait:g} s"))
+            new = super().increment(method, url, response, error, _pool, _stacktrace)
+            deadline = current_deadline()
+            if deadline is not None and response is not None:
+                if wait is None:
+                    wait = new.get_backoff_time()
+                if wait >= deadline.remaining():
+                    raise MaxRetryError(_pool, url, ResponseError("no time left for a retry"))
+            return new
 
     return _Retry(**kwargs)
 
@@ -198,12 +391,38 @@ def _build_http(profile: Profile) -> requests.Session:
     redirect. Here every redirect drops the profile's header unless the new URL
     is the profile's own origin, and ``.netrc`` is never consulted (every request
     carries an explicit auth object, which also keeps ``.netrc`` out of the first hop).
-    Proxies and CA bundles from the environment still apply (``trust_env``).
+    CA bundles from the environment still apply (``trust_env``), and so do proxies —
+    except for a host on this machine, which is reached directly: a proxy is another
+    party, and it would see every credential sent to a local plain-http API.
+
+    Every hop (the request and each redirect) gets what is left of the request's
+    deadline as its timeout, and its sockets are watched by that deadline.
     """
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     header = profile.header
+    watched_http, watched_https = _watched_connections()
+
+    class _HTTPPool(HTTPConnectionPool):
+        ConnectionCls = watched_http
+
+    class _HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = watched_https
+
+    pools = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if not proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = pools
+            return manager
 
     class _Session(requests.Session):
         def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
@@ -215,6 +434,19 @@ def _build_http(profile: Profile) -> requests.Session:
                 if old is None or old != origin_of(url):
                     headers.pop("Authorization", None)
                     headers.pop("Proxy-Authorization", None)
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            deadline = current_deadline()
+            if deadline is not None:
+                left = deadline.remaining()
+                if left <= 0 or deadline.fired:
+                    raise DeadlinePassed()
+                kwargs["timeout"] = left
+            where = origin_of(request.url or "")
+            if where is not None and is_loopback(where[1]):
+                kwargs["proxies"] = {}  # this machine: never through a proxy
+                request.headers.pop("Proxy-Authorization", None)
+            return super().send(request, **kwargs)
 
     http = _Session()
     http.headers["User-Agent"] = USER_AGENT
@@ -233,7 +465,7 @@ def _build_http(profile: Profile) -> requests.Session:
         raise_on_status=False,
         raise_on_redirect=False,
     )
-    adapter = HTTPAdapter(max_retries=_make_retry(**retry_kwargs))
+    adapter = _Adapter(max_retries=_make_retry(**retry_kwargs))
     http.mount("http://", adapter)
     http.mount("https://", adapter)
     return http
@@ -280,12 +512,51 @@ def scrub(resp: requests.Response, name: str, value: str) -> None:
 
 
 # ------------------------------------------------------------------ the transport
-class Transport:
-    """Sends the requests of one profile; every failure is a one-line RequestFailed."""
+@dataclass
+class Download:
+    """``--save FILE``: where a successful answer's body goes, and what was written."""
 
-    def __init__(self, profile: Profile, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    path: str
+    saved_to: str | None = None
+    size: int = 0
+
+
+def _size(n: int) -> str:
+    from .result import _size as size
+
+    return size(n)
+
+
+def check_headers(headers: Any) -> str | None:
+    """Why the request's own headers cannot be sent, or None (see FORBIDDEN_HEADERS)."""
+    items = headers.items() if hasattr(headers, "items") else headers or ()
+    for name, _ in items:
+        reason = FORBIDDEN_HEADERS.get(str(name).strip().lower())
+        if reason is not None:
+            return f"a {name} header cannot be written by hand: {reason}"
+    return None
+
+
+def check_timeout(timeout: float) -> None:
+    import math
+
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise RequestFailed(f"the timeout must be a positive number of seconds, not {timeout!r}")
+
+
+class Transport:
+    """Sends the requests of one profile; every failure is a one-line RequestFailed.
+
+    ``timeout`` is a total deadline for a request (connect, headers, body, redirects,
+    retries); ``max_body`` bounds an answer's body kept in memory.
+    """
+
+    def __init__(
+        self, profile: Profile, *, timeout: float = DEFAULT_TIMEOUT, max_body: int = DEFAULT_MAX_BODY
+    ) -> None:
         self.profile = profile
         self.timeout = timeout
+        self.max_body = max_body
         self._http: requests.Session | None = None
 
     @property
@@ -308,22 +579,32 @@ class Transport:
         data: Any = None,
         json_body: Any = None,
         timeout: float | None = None,
-        stream: bool = False,
         auth: Any = None,
         secrets: tuple[str | None, ...] = (),
+        credentials: bool = False,
+        max_body: int | None = None,
+        download: Download | None = None,
     ) -> requests.Response:
-        """Send one request (redirects followed); every failure is a one-line RequestFailed.
+        """Send one request (redirects followed) and read its answer, all within ``timeout``.
 
-        ``secrets`` are hidden in every message. Nothing but RequestFailed and
-        Interrupted leaves: the frames below hold the headers.
+        The body is read here: into memory up to ``max_body`` bytes, or — when
+        ``download`` is given and the answer is a success — into that file. A
+        ``credentials`` request (a password or refresh token in its body) follows no
+        redirect to another origin. ``secrets`` are hidden in every message. Nothing
+        but RequestFailed, another SessionMagicsError and Interrupted leaves: the frames
+        below hold the headers.
         """
-        problem = url_problem(url)
+        where = f"{method} {safe_url(url)}"
+        problem = url_problem(url) or check_headers(headers)
         if problem:
-            raise RequestFailed(f"{method} {safe_url(url)}: not sent: {problem}")
-        limit = timeout or self.timeout
-        with shield(f"{method} {safe_url(url)}", RequestFailed, *secrets):
+            raise RequestFailed(f"{where}: not sent: {problem}")
+        limit = self.timeout if timeout is None else timeout
+        check_timeout(limit)
+        most = self.max_body if max_body is None else max_body
+        got_answer = False
+        with shield(where, RequestFailed, *secrets), deadline_of(limit) as deadline:
             try:
-                return self.http.request(
+                resp = self.http.request(
                     method,
                     url,
                     headers=headers,
@@ -332,14 +613,131 @@ class Transport:
                     timeout=limit,
                     auth=auth or NoAuth(),
                     allow_redirects=True,
-                    stream=stream,
+                    stream=True,  # the body is read below, bounded
+                    hooks={"response": self._hop_hook(url, credentials)},
                 )
+                got_answer = True
+                try:
+                    if download is not None and resp.ok:
+                        _save_body(resp, download, where)
+                    else:
+                        _read_body(resp, most, where)
+                    if deadline.fired:
+                        raise DeadlinePassed()
+                except BaseException:
+                    resp.close()
+                    raise
+                return resp
             except (KeyboardInterrupt, SessionMagicsError):
                 raise
             except Exception as exc:
                 import requests
 
-                if not isinstance(exc, requests.RequestException | OSError):
+                if deadline.fired or isinstance(exc, DeadlinePassed):
+                    reason = f"no complete answer within {limit:g} s (raise it with --timeout)"
+                elif isinstance(exc, requests.RequestException | OSError):
+                    reason = describe_failure(exc, limit)
+                else:
                     raise
-                reason = redact_message(describe_failure(exc, limit), *secrets)
-                raise RequestFailed(f"{method} {safe_url(url)}: {reason}") from None
+                if download is not None and got_answer:
+                    reason += f"; nothing was saved to {download.path}"
+                raise RequestFailed(f"{where}: {redact_message(reason, *secrets)}") from None
+
+    def _hop_hook(self, first_url: str, credentials: bool) -> Callable[..., Any]:
+        """Looks at every answer before requests follows it: a redirect's body is read a
+        little only (it is never shown), and a credential request is not re-sent to
+        another origin (307 and 308 re-send the body) or from https to http."""
+        start = origin_of(first_url)
+
+        def hook(resp: Any, **kwargs: Any) -> Any:
+            if not resp.is_redirect:
+                return resp
+            if credentials:
+                from urllib.parse import urljoin
+
+                target = urljoin(resp.url, resp.headers.get("Location", ""))
+                if origin_of(target) != start:
+                    resp.close()
+                    shown = format_origin(start) if start else "?"
+                    raise RequestFailed(
+                        f"POST {safe_url(first_url)}: the server redirected the credentials to "
+                        f"{safe_url(target)}, away from {shown}: not followed (credentials go to the "
+                        "login endpoint's own origin only; give the final URL with --login)"
+                    )
+            _read_redirect_body(resp)
+            return resp
+
+        return hook
+
+
+def _read_body(resp: Any, most: int, where: str) -> None:
+    """Read the answer's body into memory, never more than ``most`` bytes."""
+    import io
+
+    length = resp.headers.get("Content-Length", "")
+    bodiless = resp.status_code in (204, 304) or (resp.request is not None and resp.request.method == "HEAD")
+    if length.isdigit() and int(length) > most and not bodiless:  # HEAD: the length of a GET's body
+        raise RequestFailed(_too_large(where, most, f"it announces {_size(int(length))}"))
+    buf = io.BytesIO()
+    for chunk in resp.iter_content(CHUNK):
+        buf.write(chunk)
+        if buf.tell() > most:
+            raise RequestFailed(_too_large(where, most, "reading stopped there"))
+    # requests keeps a read body here; Response.content returns it from now on.
+    resp._content = buf.getvalue()
+    resp._content_consumed = True
+
+
+def _too_large(where: str, most: int, detail: str) -> str:
+    return (
+        f"{where}: the answer is larger than {_size(most)} ({detail}): write it to a file with "
+        "--save FILE, or raise the limit with --max-body / SessionMagics.max_body"
+    )
+
+
+def _read_redirect_body(resp: Any) -> None:
+    """A redirect's body, read up to REDIRECT_BODY_MAX; beyond that the connection is dropped."""
+    body = resp.raw.read(REDIRECT_BODY_MAX + 1, decode_content=False) if resp.raw is not None else b""
+    if len(body) > REDIRECT_BODY_MAX:
+        resp.raw.close()
+        body = body[:REDIRECT_BODY_MAX]
+    resp._content = body
+    resp._content_consumed = True
+
+
+def _save_body(resp: Any, download: Download, where: str) -> None:
+    """Stream the body to ``download.path`` in chunks: to ``FILE.part`` first, renamed when
+    complete, so a broken download leaves no half file under the name asked for."""
+    import os
+
+    import requests
+
+    target = os.path.abspath(os.path.expanduser(download.path))
+    part = target + ".part"
+    written = 0
+    try:
+        with open(part, "wb") as out:
+            for chunk in resp.iter_content(CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+        deadline = current_deadline()
+        if deadline is not None and deadline.fired:
+            raise DeadlinePassed()
+        os.replace(part, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.remove(part)
+        deadline = current_deadline()
+        if deadline is not None and deadline.fired and isinstance(exc, Exception):
+            raise DeadlinePassed() from None  # named by the caller: the time was up
+        if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+            raise SessionMagicsError(f"--save {download.path}: {exc.strerror or exc}") from None
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"saving to {download.path}: interrupted after {_size(written)}") from None
+        if isinstance(exc, requests.RequestException):
+            raise RequestFailed(
+                f"{where}: the download broke off after {_size(written)} "
+                f"({describe_failure(exc, 0)}); nothing was saved to {download.path}"
+            ) from None
+        raise
+    download.saved_to, download.size = target, written

@@ -48,15 +48,21 @@ __all__ = [
     "DEMO_SESSION_CONFIG",
     "DemoProcess",
     "DemoServer",
+    "RawServer",
     "Recorder",
+    "RecordingProxy",
     "RecorderServer",
     "demo_api",
     "demo_api_factory",
     "demo_api_session",
     "demo_subprocess",
+    "endless_body",
+    "raw_server",
     "recorder",
     "recorder_session",
+    "recording_proxy",
     "start_demo_process",
+    "trickle",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -314,3 +320,208 @@ def recorder(recorder_session: RecorderServer) -> RecorderServer:
     """The session recorder, emptied for this test."""
     recorder_session.clear()
     return recorder_session
+
+
+# -- raw servers that misbehave on the wire -------------------------------------------
+
+
+class RawServer:
+    """A plain TCP server on 127.0.0.1 whose ``handle(conn, server)`` writes whatever bytes
+    it likes: the answers that a framework would never send (a trickle, an endless body).
+
+    ``sent`` counts the bytes the handler managed to send, ``finished`` is set when a
+    handler returns (the client hung up or the handler ran out), ``client_left`` tells
+    whether it ended because the client closed the connection. Each test's handler
+    gets its own server; :meth:`stop` closes everything.
+    """
+
+    def __init__(self, handle: Callable[[socket.socket, RawServer], None]) -> None:
+        self._handle = handle
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.sent = 0
+        self.requests: list[bytes] = []
+        self.client_left = threading.Event()
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._accept = threading.Thread(target=self._serve, name="raw server", daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self.requests.append(read_request_head(conn))
+            self._handle(conn, self)
+        except OSError:
+            self.client_left.set()
+        finally:
+            conn.close()
+            self.finished.set()
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        """Send ``data`` (counted); an OSError means the client went away."""
+        if self._stop.is_set():
+            raise OSError("server stopping")
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def wait(self, seconds: float) -> None:
+        """Pause the handler (its own pace, not the test's synchronisation); ends early on stop."""
+        if self._stop.wait(seconds):
+            raise OSError("server stopping")
+
+    def start(self) -> RawServer:
+        self._accept.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with _suppress_os_error():
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._sock.close()
+        with self._lock:
+            for conn in self._conns:
+                with _suppress_os_error():
+                    conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(10)
+        self._accept.join(10)
+
+    def __enter__(self) -> RawServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _suppress_os_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> bool:
+        return kind is not None and issubclass(kind, OSError)
+
+
+def read_request_head(conn: socket.socket) -> bytes:
+    """The request line and headers (the body, if any, is left unread)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def trickle(
+    part: str, *, every: float = 0.2, count: int = 150, framing: str = "length"
+) -> Callable[..., None]:
+    """A handler that sends its ``part`` ("headers" or "body") one byte every ``every`` s,
+    ``count`` bytes in all (30 s at the defaults): per-read timeouts never expire."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        if part == "headers":
+            server.send(conn, b"HTTP/1.1 200 OK\r\n")
+            for _ in range(count):
+                server.wait(every)
+                server.send(conn, b"X")
+            server.send(conn, b": y\r\nContent-Length: 0\r\n\r\n")
+            return
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        if framing == "length":
+            head += f"Content-Length: {count}\r\n\r\n".encode()
+        elif framing == "chunked":
+            head += b"Transfer-Encoding: chunked\r\n\r\n"
+        else:
+            head += b"Connection: close\r\n\r\n"
+        server.send(conn, head)
+        for _ in range(count):
+            server.wait(every)
+            server.send(conn, b"1\r\nx\r\n" if framing == "chunked" else b"x")
+        if framing == "chunked":
+            server.send(conn, b"0\r\n\r\n")
+
+    return handle
+
+
+def endless_body(*, limit: int = 400 * 1024 * 1024, announce: int | None = None) -> Callable[..., None]:
+    """A handler that sends a body as fast as it can — ``limit`` bytes (far beyond any sane
+    answer), with no length, or announcing ``announce`` bytes in Content-Length."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        length = f"Content-Length: {announce}\r\n" if announce is not None else "Connection: close\r\n"
+        server.send(conn, f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{length}\r\n".encode())
+        block = b"x" * 65536
+        while server.sent < limit:
+            server.send(conn, block)
+
+    return handle
+
+
+class RecordingProxy(RawServer):
+    """An HTTP proxy that forwards nothing: it records each request it gets (the absolute
+    URL in the request line, the headers, the body) and answers 200 ``{"proxied": true}``."""
+
+    def __init__(self) -> None:
+        super().__init__(self._answer)
+
+    @staticmethod
+    def _answer(conn: socket.socket, server: RawServer) -> None:
+        head, _, body = server.requests[-1].partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        server.requests[-1] = head + b"\r\n\r\n" + body
+        payload = b'{"proxied": true}'
+        server.send(
+            conn,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload,
+        )
+
+    def saw(self, text: str) -> bool:
+        return any(text.encode() in r for r in self.requests)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """``raw_server(handler) -> RawServer``, started; all stopped after the test."""
+    servers: list[RawServer] = []
+
+    def make(handle: Callable[..., None]) -> RawServer:
+        server = RawServer(handle).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def recording_proxy() -> Iterator[RecordingProxy]:
+    proxy = RecordingProxy()
+    with proxy:
+        yield proxy

@@ -273,7 +273,7 @@ def test_config_changes_apply_to_existing_profiles(api, kr, new_shell):
     login(shell, api)
     assert shell.run("%config SessionMagics.timeout = 0.5").error is None
     r = shell.run("%%api\nGET /slow?seconds=3")
-    assert r.error is not None and "no answer within 0.5 s" in str(r.error)
+    assert r.error is not None and "no complete answer within 0.5 s" in str(r.error)
     shell.run("%config SessionMagics.leeway = 5")
     assert shell.magics.sessions[api.url].leeway == 5
 

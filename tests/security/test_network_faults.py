@@ -55,7 +55,7 @@ def test_timeout(shell, api):
     started = time.monotonic()
     run = shell.run("%%api --timeout 0.5\nGET /slow?seconds=5")
     assert time.monotonic() - started < 3
-    assert_short_error(run, RequestFailed, "no answer within 0.5 s", "--timeout")
+    assert_short_error(run, RequestFailed, "no complete answer within 0.5 s", "--timeout")
     assert count(api, "/slow") == 1  # a read timeout is not retried
 
 
@@ -199,4 +199,4 @@ def test_login_that_times_out(kr, new_shell, odd):
     started = time.monotonic()
     run = shell.run(f"%login {odd.url} --user demo --password-env {PASSWORD_ENV} --login /slow-login")
     assert time.monotonic() - started < 2.5
-    assert_short_error(run, RequestFailed, "POST", "no answer within 0.5 s")
+    assert_short_error(run, RequestFailed, "POST", "no complete answer within 0.5 s")
