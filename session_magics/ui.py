@@ -249,10 +249,11 @@ class LoginForm:
         if self.session.storage_warning:
             text += f"\nWarning: {self.session.storage_warning}"
         self.final_line = text
-        self._say(text, error=error)
         for child in (self.user, self.secret, self.login_button, self.cancel_button):
             child.disabled = True
-        if self._handle is not None:
+        if self._handle is None:  # not shown through IPython's display: say it in the form
+            self._say(text, error=error)
+        else:
             with contextlib.suppress(Exception):
                 self._handle.update(_Line(text, error=error, script=_REFOCUS_JS))
                 self._handle.update(_Line(text, error=error))
