@@ -214,7 +214,8 @@ class SessionMagics(Magics):
         else:
             raise no_frontend_error(session, f"{title} ({note})" if note else title)
 
-    def _ask_sync(self, session: ApiSession, title: str) -> None:
+    def _ask_sync(self, session: ApiSession, title: str) -> bool:
+        """Returns whether a form was answered (its output already says "Logged in")."""
         for form in self._ask(session, title):
             from . import waiting
             from .ui import outcome
@@ -224,8 +225,10 @@ class SessionMagics(Magics):
             finally:
                 form.close()
             outcome(form, self.login_timeout)
+            return True
+        return False
 
-    async def _ask_async(self, session: ApiSession, title: str) -> None:
+    async def _ask_async(self, session: ApiSession, title: str) -> bool:
         for form in self._ask(session, title):
             from . import waiting
             from .ui import outcome
@@ -235,6 +238,8 @@ class SessionMagics(Magics):
             finally:
                 form.close()
             outcome(form, self.login_timeout)
+            return True
+        return False
 
     # ---------------------------------------------------------------- %login
     def _profile_from_args(self, args: Any) -> Any:
@@ -371,11 +376,12 @@ class SessionMagics(Magics):
         self._logged_in(session, again=False)
         return True
 
-    def _logged_in(self, session: ApiSession, *, again: bool = True) -> None:
+    def _logged_in(self, session: ApiSession, *, again: bool = True, announce: bool = True) -> None:
+        """Make ``session`` the default and say so (unless a form's line already did)."""
         self.default_profile = session.profile.name
         token = session.token
         where = session.profile.origin_text
-        if token is None:
+        if token is None or not announce:
             return
         verb = "Logged in" if again else "Already logged in"
         msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
@@ -477,15 +483,15 @@ class SessionMagics(Magics):
         args, session = self._login_prepare(line)
         if session is None or self._already(args, session):
             return
-        self._ask_sync(session, f"Log in to {session.profile.origin_text}")
-        self._logged_in(session)
+        shown = self._ask_sync(session, f"Log in to {session.profile.origin_text}")
+        self._logged_in(session, announce=not shown)
 
     async def login_async(self, line: str = "") -> None:
         args, session = self._login_prepare(line)
         if session is None or self._already(args, session):
             return
-        await self._ask_async(session, f"Log in to {session.profile.origin_text}")
-        self._logged_in(session)
+        shown = await self._ask_async(session, f"Log in to {session.profile.origin_text}")
+        self._logged_in(session, announce=not shown)
 
     def _print_status(self) -> None:
         from .config import add_configured_sessions, source_note
@@ -794,7 +800,11 @@ class SessionMagics(Magics):
         if session is None:
             return self._api_finish(args, self._plain_request(kwargs, args))
         flow = self._api_flow(args, session, kwargs)
-        result = drive(flow, lambda need: self._ask_sync(session, self._title(need)))
+
+        def ask(need: NeedLogin) -> None:
+            self._ask_sync(session, self._title(need))
+
+        result = drive(flow, ask)
         return self._api_finish(args, result)
 
     async def api_async(self, line: str = "", cell: str | None = None) -> ApiResult | None:
@@ -802,7 +812,11 @@ class SessionMagics(Magics):
         if session is None:
             return self._api_finish(args, self._plain_request(kwargs, args))
         flow = self._api_flow(args, session, kwargs)
-        result = await drive_async(flow, lambda need: self._ask_async(session, self._title(need)))
+
+        async def ask(need: NeedLogin) -> None:
+            await self._ask_async(session, self._title(need))
+
+        result = await drive_async(flow, ask)
         return self._api_finish(args, result)
 
 

@@ -7,13 +7,14 @@ cleared at once, so saved widget state never holds it), handed to
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import html
+import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import NoFrontendError, SessionExpired, SessionMagicsError
 
@@ -21,28 +22,94 @@ if TYPE_CHECKING:
     from .session import ApiSession
 
 FORM_CLASS = "session-magics-login"
-PENDING_CLICK_SECONDS = 2.0  # a click may arrive just before the password it was meant for
+#: A click (or Enter) that finds no password yet still logs in when the password's
+#: value arrives within this many seconds: kernels may hand the two widget messages
+#: to different threads, and the value can come second.
+PENDING_CLICK_SECONDS = 2.0
+
+# After the form is replaced by its one line, give the keyboard back to the notebook
+# (Shift+Enter must keep working) unless the person has already moved on elsewhere.
+_REFOCUS_JS = """
+setTimeout(function () {
+  var a = document.activeElement;
+  if (a && a !== document.body && document.contains(a)) return;
+  var nb = (element && element.closest && element.closest('.jp-Notebook')) ||
+    document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+  if (nb) nb.focus();
+}, 0);
+"""
 
 
 @dataclass
 class FormState:
     done: bool = False
     cancelled: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    timed_out: bool = False
 
     @property
     def finished(self) -> bool:
-        return self.done or self.cancelled
+        return self.done or self.cancelled or self.timed_out
+
+
+@dataclass(frozen=True)
+class _Event:
+    """What a widget callback saw, on whatever thread the kernel ran it."""
+
+    kind: Literal["secret", "login", "cancel"]
+    at: float  # time.monotonic() on arrival
+    secret: str = field(default="", repr=False)
+
+
+class _Line:
+    """The one line of plain output that replaces a finished form."""
+
+    def __init__(self, text: str, *, error: bool = False, script: str | None = None) -> None:
+        self.text = text
+        self.error = error
+        self.script = script
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        color = "#c62828" if self.error else "#2e7d32"
+        lines = "<br>".join(html.escape(part) for part in self.text.split("\n"))
+        bundle = {"text/plain": self.text, "text/html": f'<span style="color:{color}">{lines}</span>'}
+        if self.script is not None:
+            bundle["application/javascript"] = self.script
+        return bundle
 
 
 class LoginForm:
-    """The login form: user name, password (or token), Log in, Cancel, a message line."""
+    """The login form: user name, password (or token), Log in, Cancel, a message line.
+
+    Widget callbacks may run on any thread (ipykernel 7 hands comm messages to a
+    subshell thread, the click may be handled on the main thread), so they decide
+    nothing: each one only records an :class:`_Event` in a thread-safe queue.
+    :meth:`step`, called by the waiting loop, takes the events in their order of
+    arrival and makes every decision (log in, ask for the password, cancel) in one
+    place, on one thread. A click that arrives before the password it was meant for
+    is kept pending for :data:`PENDING_CLICK_SECONDS`.
+
+    To add a control (e.g. a confirmation checkbox that must be ticked before the
+    password is sent): create the widget in ``__init__``, add it to ``rows``, and
+    check it in :meth:`_log_in` before anything is sent (say why with
+    :meth:`_say` and return, leaving the form open). Its value may be read there
+    directly; only values that arrive as events (the secret) need the queue.
+
+    When the form is done (logged in, cancelled, timed out) its output is replaced
+    by one line of plain output and its widgets are closed, so a saved notebook
+    shows that line and holds no widget the reopened notebook cannot find.
+    """
 
     def __init__(self, session: ApiSession, title: str, *, user: str | None = None) -> None:
         import ipywidgets as w
 
         self.session = session
         self.state = FormState()
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._secret = ""
+        self._login_wanted_at: float | None = None  # a click/Enter still waiting for the secret
+        self._handle: Any = None  # the DisplayHandle once shown
+        self._asked = False  # "Enter the password." said for the pending click
+        self.final_line = ""  # the line that replaced the form
         token_mode = session.profile.token_mode
         self.title = w.HTML(f"<b>{html.escape(title)}</b>")
         self.user = w.Text(
@@ -50,10 +117,14 @@ class LoginForm:
             description="User" if not token_mode else "Label",
             placeholder="user name" if not token_mode else "a name for this token (optional)",
         )
+        # The browser sends the value when the field is left or on Enter (not per
+        # keystroke). It is taken out of the widget at once, so saved widget state
+        # (JupyterLab's saveState) never holds it, not even while the form waits.
         self.secret = w.Password(
             value="",
             description="Token" if token_mode else "Password",
             placeholder="paste the token" if token_mode else "",
+            continuous_update=False,
         )
         # Where the credentials go, when that is not the API's origin; and the explicit
         # confirmation a project file's endpoint needs (remembered in the user's config).
@@ -68,122 +139,173 @@ class LoginForm:
                 indent=False,
                 layout=w.Layout(width="auto"),
             )
-            self.approve.observe(self._approved, names="value")
         self.login_button = w.Button(description="Log in", button_style="primary", icon="sign-in")
         self.cancel_button = w.Button(description="Cancel")
         self.message = w.HTML("")
-        self.login_button.on_click(self._on_login)
-        self.cancel_button.on_click(self._on_cancel)
-        # The browser sends the value when the field is left (Tab, Enter or the click
-        # on "Log in"). It is taken out of the widget at once, so saved widget state
-        # (JupyterLab's saveState) never holds it, not even while the form waits.
-        self._typed = ""
-        self._login_pending_until = 0.0
-        self._approval_pending_until = 0.0
-        self.secret.continuous_update = False
+        self.login_button.on_click(lambda _button: self._post("login"))
+        self.cancel_button.on_click(lambda _button: self._post("cancel"))
         self.secret.observe(self._take_secret, names="value")
-        self.widget = w.VBox(
-            [
-                self.title,
-                *([self.where] if where else []),
-                *([self.approve] if self.approve is not None else []),
-                self.user,
-                self.secret,
-                w.HBox([self.login_button, self.cancel_button]),
-                self.message,
-            ]
-        )
+        # Enter in a text field: ipywidgets' frontend sends {"event": "submit"} (before
+        # the field's value). on_msg is the widget's public hook for custom messages.
+        self.secret.on_msg(self._on_field_msg)
+        self.user.on_msg(self._on_field_msg)
+        self.buttons = w.HBox([self.login_button, self.cancel_button])
+        if self.approve is not None:
+            self.approve.observe(self._approved, names="value")
+        self._approval_wanted_at: float | None = None
+        self.rows: list[Any] = [
+            self.title,
+            *([self.where] if where else []),
+            *([self.approve] if self.approve is not None else []),
+            self.user,
+            self.secret,
+            self.buttons,
+            self.message,
+        ]
+        self.widget = w.VBox(self.rows)
         self.widget.add_class(FORM_CLASS)
 
-    def is_finished(self) -> bool:
-        """Logged in or cancelled: what a wait for this form waits for."""
+    # -- what the widget callbacks do (any thread): record, never decide ----------
+
+    def _post(self, kind: Literal["secret", "login", "cancel", "approve"], secret: str = "") -> None:
+        self._events.put(_Event(kind, time.monotonic(), secret))
+
+    def _take_secret(self, change: Any) -> None:
+        if change["new"]:
+            self._post("secret", change["new"])
+            self.secret.value = ""
+
+    def _approved(self, change: Any) -> None:
+        if change["new"]:
+            self._post("approve")
+
+    def _on_field_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("event") == "submit":
+            self._post("login")
+
+    # -- decisions (the waiting loop's thread) ------------------------------------
+
+    def step(self) -> bool:
+        """Handle the events that arrived, in order; return whether the form is done.
+
+        Called by the waiting loop, which is the only place where the form decides.
+        """
+        while not self.state.finished:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self._handle_event(event)
+        if not self.state.finished and self._login_wanted_at is not None and not self._secret:
+            # Said only after every event that had arrived was taken: a password that
+            # came right behind its click (Enter sends the two in that order) is no error.
+            if not self._asked:
+                self._asked = True
+                self._say(
+                    "Enter the token." if self.session.profile.token_mode else "Enter the password.",
+                    error=True,
+                )
         return self.state.finished
+
+    def is_finished(self) -> bool:
+        """Logged in, cancelled or timed out (takes the events that arrived first)."""
+        return self.step()
+
+    def _handle_event(self, event: _Event) -> None:
+        if event.kind == "cancel":
+            self._forget()
+            self.state.cancelled = True
+            self._finish("Login cancelled.", error=True)
+        elif event.kind == "approve":
+            wanted = self._approval_wanted_at
+            self._approval_wanted_at = None
+            if wanted is not None and event.at - wanted <= PENDING_CLICK_SECONDS and self._secret:
+                self._log_in()  # the click came just before the tick it was meant with
+        elif event.kind == "login":
+            if self.approve is not None and not self.approve.value:
+                # Nothing is sent without the explicit confirmation; the typed secret waits.
+                self._approval_wanted_at = event.at
+                self._say(
+                    f"Tick the box to send your credentials to {self.pending[0].origin}, or Cancel.",
+                    error=True,
+                )
+            elif self._secret:
+                self._log_in()
+            else:
+                self._login_wanted_at = event.at
+                self._asked = False
+        else:
+            self._secret = event.secret
+            wanted = self._login_wanted_at
+            if wanted is not None and event.at - wanted <= PENDING_CLICK_SECONDS:
+                self._log_in()
+            self._login_wanted_at = None
+
+    def _log_in(self) -> None:
+        secret, self._secret = self._secret, ""
+        self._login_wanted_at = None
+        user = self.user.value.strip()
+        self._say("Logging in…")
+        try:
+            approve_all(self.session, self.pending)
+            if self.session.profile.token_mode:
+                token = self.session.use_token(secret, user or None)
+            else:
+                token = self.session.login(user, secret)
+        except SessionMagicsError as exc:
+            self._say(str(exc), error=True)
+            return
+        finally:
+            secret = ""
+        self.state.done = True
+        profile = self.session.profile
+        line = (
+            f"✓ Logged in as {token.user} at {profile.origin_text} (token expires {token.describe_expiry()})"
+        )
+        if profile.name != profile.origin_text:
+            line += f" — profile {profile.name!r}"
+        self._finish(line)
+
+    def _forget(self) -> None:
+        self._secret = ""
+        self._login_wanted_at = None
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._events.get_nowait()
+        self.secret.value = ""
+
+    # -- showing ------------------------------------------------------------------
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._handle = display(self.widget, display_id=True)
 
     def _say(self, text: str, *, error: bool = False) -> None:
         color = "#c62828" if error else "#2e7d32"
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
-    def _take_secret(self, change: Any) -> None:
-        if change["new"]:
-            self._typed = change["new"]
-            self.secret.value = ""
-            if time.monotonic() < self._login_pending_until:
-                # The click overtook the value (kernels may dispatch widget messages
-                # concurrently): log in now that the secret is here.
-                self._on_login()
-
-    def _approved(self, change: Any) -> None:
-        if change["new"] and time.monotonic() < self._approval_pending_until:
-            self._approval_pending_until = 0.0
-            self._on_login()  # the click came just before the tick it was meant with
-
-    def _on_login(self, _button: Any = None) -> None:
-        if self.state.finished or not self.state.lock.acquire(blocking=False):
-            return
-        try:
-            if self.approve is not None and not self.approve.value:
-                # Nothing is sent without the explicit confirmation; the typed secret waits.
-                # (A click may overtake the tick when widget messages are handled concurrently.)
-                self._approval_pending_until = time.monotonic() + PENDING_CLICK_SECONDS
-                self._say(
-                    f"Tick the box to send your credentials to {self.pending[0].origin}, or Cancel.",
-                    error=True,
-                )
-                return
-            secret, self._typed = self._typed or self.secret.value, ""
-            self._login_pending_until = 0.0
-            self.secret.value = ""
-            user = self.user.value.strip()
-            if not secret:
-                self._login_pending_until = time.monotonic() + PENDING_CLICK_SECONDS
-                self._say(
-                    "Enter the token." if self.session.profile.token_mode else "Enter the password.",
-                    error=True,
-                )
-                return
-            self._say("Logging in…")
-            try:
-                approve_all(self.session, self.pending)
-                if self.session.profile.token_mode:
-                    token = self.session.use_token(secret, user or None)
-                else:
-                    token = self.session.login(user, secret)
-            except SessionMagicsError as exc:
-                self._say(str(exc), error=True)
-                return
-            finally:
-                secret = ""
-            self._finish(f"✓ Logged in as {token.user} at {self.session.profile.origin_text}")
-        finally:
-            self.state.lock.release()
-
-    def _on_cancel(self, _button: Any = None) -> None:
-        if self.state.finished:
-            return
-        self.state.cancelled = True
-        self._typed = ""
-        self.secret.value = ""
-        self._finish("Login cancelled.", error=True)
-
     def _finish(self, text: str, *, error: bool = False) -> None:
-        self.state.done = not error
+        """Replace the form by one line of plain output and close its widgets."""
+        if self.session.storage_warning:
+            text += f"\nWarning: {self.session.storage_warning}"
+        self.final_line = text
         for child in (self.user, self.secret, self.login_button, self.cancel_button, self.approve):
             if child is not None:
                 child.disabled = True
-        self._say(text, error=error)
-        if self.session.storage_warning:
-            self.message.value += (
-                f'<br><span style="color:#ef6c00">{html.escape(self.session.storage_warning)}</span>'
-            )
+        if self._handle is None:  # not shown through IPython's display: say it in the form
+            self._say(text, error=error)
+        else:
+            with contextlib.suppress(Exception):
+                self._handle.update(_Line(text, error=error, script=_REFOCUS_JS))
+                self._handle.update(_Line(text, error=error))
+            for widget in (*self.buttons.children, *self.rows, self.widget):
+                with contextlib.suppress(Exception):
+                    widget.close()
 
     def close(self) -> None:
-        self._typed = ""
-        self.secret.value = ""
+        """Drop whatever secret is still held (the wait is over, whatever its end)."""
+        self._forget()
 
 
 def outcome(form: LoginForm, timeout: float) -> None:
@@ -192,6 +314,7 @@ def outcome(form: LoginForm, timeout: float) -> None:
         return
     if form.state.cancelled:
         raise SessionExpired(f"Login cancelled: {form.session.profile.describe()} is not logged in.")
+    form.state.timed_out = True
     form._finish(f"No login within {timeout:g} s.", error=True)
     raise SessionExpired(
         f"No login within {timeout:g} s for {form.session.profile.describe()} (SessionMagics.login_timeout)."

@@ -284,7 +284,7 @@ def _msg_type(kernel: Any, frames: Any) -> str | None:
 @contextlib.contextmanager
 def _kept_parent(kernel: Any) -> Iterator[None]:
     """Dispatching a message makes it the kernel's "parent" (where output goes):
-    put the waiting cell's parent back afterwards, and its "busy" status."""
+    put the waiting cell's parent back afterwards."""
     parent = _current_parent(kernel)
     try:
         ident = kernel._parent_ident["shell"]
@@ -296,25 +296,62 @@ def _kept_parent(kernel: Any) -> Iterator[None]:
         if parent:
             with contextlib.suppress(Exception):
                 kernel.set_parent(ident, parent, "shell")
-            _busy_again(kernel, parent)
 
 
-def _busy_again(kernel: Any, parent: dict[str, Any]) -> None:
-    """Say "busy" again for the waiting cell after a widget message's "idle".
+@contextlib.contextmanager
+def _busy_while_waiting(kernel: Any) -> Iterator[None]:
+    """Keep the kernel reported busy for the whole wait, whatever else it answers.
 
-    Each widget message handled during a wait ends with an ``idle`` status (the
-    kernel's own, or ours: see :func:`_idle_after_comms`), and JupyterLab shows
-    the last status it got: "Idle" in the status bar, and an idle kernel to
-    Jupyter Server (whose culler may stop idle kernels) while the cell still
-    runs. A ``busy`` status whose parent is the waiting cell's execute_request
-    puts that right; the cell's own ``idle`` still comes when it ends."""
-    header = parent.get("header")
-    if not isinstance(header, dict) or header.get("msg_type") != "execute_request":
-        return
+    Frontends and Jupyter Server show the last status the kernel published:
+    JupyterLab's status bar, Notebook 7's tab icon, and the ``execution_state``
+    of ``/api/sessions`` (what an idle-kernel culler acts on). While the cell
+    waits, the kernel answers other messages, each ending with an ``idle``: the
+    widget messages (handled by us, or by ipykernel 7 on a subshell thread, where
+    its ``idle`` comes after the handler returns), and control requests such as
+    the ``create_subshell_request`` JupyterLab sends as soon as the form's widgets
+    appear. So for the duration of the wait every ``idle`` the kernel publishes
+    for another message is followed, on the same thread and so in order on IOPub,
+    by a ``busy`` whose parent is the waiting cell's ``execute_request``; and that
+    ``busy`` is said once when the wait starts. The cell's own ``idle`` comes
+    when it ends, after the wait.
+
+    Touches ``kernel._publish_status`` (ipykernel 6 and 7 publish every status
+    through it): wrapped on the instance for the wait, restored afterwards.
+    """
+    cell = _current_parent(kernel)
+    header = cell.get("header")
     publish = getattr(kernel, "_publish_status", None)
-    if publish is not None:
+    if (
+        not isinstance(header, dict)
+        or header.get("msg_type") != "execute_request"
+        or publish is None
+        or not callable(publish)
+    ):
+        yield
+        return
+    cell_id = header.get("msg_id")
+    had_own = "_publish_status" in vars(kernel)
+
+    def status_then_busy(status: str, channel: str, parent: Any = None) -> None:
+        publish(status, channel, parent)
+        if status != "idle":
+            return
         with contextlib.suppress(Exception):
-            publish("busy", "shell", parent=parent)
+            about = parent or kernel.get_parent(channel)
+            if (about or {}).get("header", {}).get("msg_id") != cell_id:
+                publish("busy", "shell", parent=cell)
+
+    kernel._publish_status = status_then_busy
+    with contextlib.suppress(Exception):
+        publish("busy", "shell", parent=cell)
+    try:
+        yield
+    finally:
+        if had_own:
+            kernel._publish_status = publish
+        else:
+            with contextlib.suppress(AttributeError):
+                del kernel._publish_status
 
 
 async def _noop() -> None:
@@ -554,18 +591,19 @@ def wait_for(
     deadline = _deadline(timeout)
     kernel = _kernel()
     pump = _sync_pump(kernel) if kernel is not None else None
-    try:
-        while True:
+    with _busy_while_waiting(kernel) if kernel is not None else contextlib.nullcontext():
+        try:
+            while True:
+                if pump is not None:
+                    pump.pull_sync()
+                if done():
+                    return True
+                if _expired(deadline):
+                    return False
+                time.sleep(poll)
+        finally:
             if pump is not None:
-                pump.pull_sync()
-            if done():
-                return True
-            if _expired(deadline):
-                return False
-            time.sleep(poll)
-    finally:
-        if pump is not None:
-            pump.close()
+                pump.close()
 
 
 _COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
@@ -588,13 +626,12 @@ def _idle_after_comms(kernel: Any) -> Iterator[None]:
         yield
         return
     originals = {t: handlers[t] for t in _COMM_TYPES if t in handlers}
-    cell = _current_parent(kernel)  # the waiting cell's execute_request
 
     def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
         def idle(msg: Any) -> None:
+            # Looked up at call time: _busy_while_waiting follows it with "busy".
             with contextlib.suppress(Exception):
-                publish("idle", "shell", parent=msg)
-            _busy_again(kernel, cell)
+                kernel._publish_status("idle", "shell", parent=msg)
 
         def wrapped(stream: Any, idents: Any, msg: Any) -> Any:
             result = handler(stream, idents, msg)
@@ -641,7 +678,10 @@ async def wait_for_async(
     kernel = _kernel()
     pump = _async_pump(kernel) if kernel is not None else None
     concurrent = kernel is not None and pump is None and _dispatches_comms_concurrently(kernel)
-    with _idle_after_comms(kernel) if concurrent else contextlib.nullcontext():
+    with (
+        _busy_while_waiting(kernel) if kernel is not None else contextlib.nullcontext(),
+        _idle_after_comms(kernel) if concurrent else contextlib.nullcontext(),
+    ):
         try:
             while True:
                 if pump is not None:

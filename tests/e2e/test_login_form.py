@@ -1,0 +1,156 @@
+"""The real login form (%login) in a real JupyterLab, on both kernel lines, with
+JupyterLab's defaults (on ipykernel 7: comm messages over subshells):
+
+* the kernel reads busy from the moment the form appears until the cell ends, in
+  the status bar, the toolbar's indicator and Jupyter Server's /api/sessions
+  (what an idle-kernel culler acts on), before and after the form is touched;
+* Enter in the Password field logs in, and the keyboard is back in the notebook
+  afterwards (Shift+Enter runs a cell);
+* a finished form becomes one line of plain output: the saved notebook holds that
+  line, no widget view and no secret, and reopens without "Error displaying widget".
+
+The kernels use the real Secret Service of the test run (scripts/with-secret-service.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+import pytest
+
+from session_magics.demo import DemoServer
+from tests.e2e.harness import FORM, NotebookPage
+
+_STATUS_JS = """
+() => {
+  const ind = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
+  const bar = document.querySelector('#jp-main-statusbar');
+  const m = (bar ? bar.innerText : '').match(/\\|\\s*(Busy|Idle)/);
+  return [ind ? ind.getAttribute('data-status') : null, m ? m[1] : null];
+}
+"""
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture
+def api(secret_service_keyring):
+    with DemoServer(password="pw-" + secrets.token_hex(6)) as server:
+        yield server
+
+
+def setup_cell(api: Any) -> str:
+    return f'%load_ext session_magics\nAPI = "{api.url}"'
+
+
+def statuses(nb: NotebookPage) -> tuple[str | None, str | None, str | None]:
+    """(toolbar indicator, status bar, Jupyter Server's execution_state)."""
+    indicator, bar = nb.page.evaluate(_STATUS_JS)
+    sessions = nb.lab.api("GET", "/api/sessions") or []
+    server = sessions[0]["kernel"]["execution_state"] if len(sessions) == 1 else f"{len(sessions)} sessions"
+    return indicator, bar, server
+
+
+def assert_busy_throughout(nb: NotebookPage, samples: int = 15) -> None:
+    """Every sample (one per 200 ms) of the three places reads busy."""
+    seen = set()
+    for _ in range(samples):
+        seen.add(statuses(nb))
+        nb.page.wait_for_timeout(200)
+    assert seen == {("busy", "Busy", "busy")}, seen
+
+
+def wait_idle_everywhere(nb: NotebookPage) -> None:
+    nb.wait_idle()
+    deadline_polls = 150
+    for _ in range(deadline_polls):
+        if statuses(nb) == ("idle", "Idle", "idle"):
+            return
+        nb.page.wait_for_timeout(200)
+    raise AssertionError(f"the kernel never read idle again: {statuses(nb)}")
+
+
+def test_kernel_reads_busy_while_the_form_waits(notebook, kernel, api) -> None:
+    nb = notebook([setup_cell(api), "%login {{API}}", 'print("NEXT")'], kernel)
+    nb.run_all()
+    form = nb.login_form()
+    form.locator("button", has_text="Log in").wait_for()
+    assert_busy_throughout(nb)  # before the form is touched
+    form.locator("input[type=text]").first.press_sequentially("demo", delay=40)
+    nb.fill_login(api.config.password)  # the value is sent when the field is left
+    assert_busy_throughout(nb, samples=8)  # after widget messages were handled
+    assert nb.prompts()[1] == "[*]:"
+    nb.click("Log in")
+    nb.wait_for_output(1, "Logged in as demo")
+    nb.wait_for_output(2, "NEXT")
+    wait_idle_everywhere(nb)  # the checks above can see idle
+
+
+def _max_count(nb: NotebookPage) -> int:
+    counts = [int(m.group(1)) for p in nb.prompts() if (m := re.fullmatch(r"\[(\d+)\]:", p))]
+    return max(counts, default=0)
+
+
+def test_enter_logs_in_and_the_keyboard_returns_to_the_notebook(notebook, kernel, api) -> None:
+    nb = notebook([setup_cell(api), "%login {{API}} --user demo", 'print("NEXT")'], kernel)
+    nb.run_all()
+    pw = nb.login_form().locator("input[type=password]").first
+    pw.fill(api.config.password)
+    pw.press("Enter")
+    out = nb.wait_for_output(1, "Logged in as demo")
+    assert "Enter the password" not in out
+    nb.wait_for_output(2, "NEXT")
+    nb.wait_for_prompt(2, r"\[\d+\]:")
+    before = _max_count(nb)
+    nb.page.wait_for_function(
+        "() => { const a = document.activeElement; return !!a && !!a.closest('.jp-Notebook'); }"
+    )
+    nb.page.keyboard.press("Shift+Enter")  # runs the active cell: a new execution count
+    nb.page.wait_for_function(
+        """(before) => Array.from(document.querySelectorAll(
+             '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt'))
+           .some(p => {
+             const m = p.innerText.trim().match(/^\\[(\\d+)\\]:$/);
+             return m && +m[1] > before;
+           })""",
+        arg=before,
+    )
+
+
+def test_finished_form_becomes_one_line_and_the_notebook_reopens_cleanly(notebook, kernel, api) -> None:
+    nb = notebook([setup_cell(api), "%login {{API}} --user demo", 'print("NEXT")'], kernel)
+    nb.run_all()
+    nb.fill_login(api.config.password)
+    nb.click("Log in")
+    nb.wait_for_output(2, "NEXT")
+    nb.page.wait_for_function(f"() => document.querySelectorAll('{FORM}').length === 0")  # replaced
+    out = nb.outputs()[1]
+    assert out.count("Logged in") == 1, out
+    assert out.strip().startswith("✓ Logged in as demo at"), out
+    nb.screenshot(f"form-done-{kernel}")
+
+    saved = nb.save()
+    cell = saved["cells"][1]
+    text = json.dumps(cell["outputs"])
+    assert WIDGET_VIEW not in text, cell["outputs"]
+    plain = "".join(
+        "".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", "")) for o in cell["outputs"]
+    )
+    assert plain.startswith("✓ Logged in as demo at"), cell["outputs"]
+    raw = nb.path.read_text()
+    assert api.config.password not in raw
+    issued = api.state.issued_secrets()
+    assert issued and not any(s in raw for s in issued)
+
+    nb.lab.shutdown_kernels()
+    reopened = NotebookPage(nb.lab, nb.page, nb.name)
+    reopened.page.goto(nb.lab.notebook_url(nb.name))
+    reopened.page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    reopened.wait_for_output(1, "✓ Logged in as demo at")
+    reopened.wait_idle()  # the widget manager has had its chance to restore state
+    page_text = reopened.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").inner_text()
+    assert "Error displaying widget" not in page_text
+    assert "model not found" not in page_text
+    reopened.screenshot(f"form-reopened-{kernel}")
