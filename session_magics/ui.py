@@ -55,7 +55,7 @@ class FormState:
 class _Event:
     """What a widget callback saw, on whatever thread the kernel ran it."""
 
-    kind: Literal["secret", "login", "cancel"]
+    kind: Literal["secret", "login", "cancel", "approve"]
     at: float  # time.monotonic() on arrival
     secret: str = field(default="", repr=False)
 
