@@ -17,6 +17,7 @@ from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, vali
 
 from .errors import Interrupted, ProfileError, SessionMagicsError
 from .redact import sealed
+from .trust import credentials_note
 
 if TYPE_CHECKING:
     from .result import ApiResult
@@ -387,7 +388,7 @@ class SessionMagics(Magics):
         msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
         if session.profile.name != where:
             msg += f" — profile {session.profile.name!r}"
-        msg += _credentials_note(session)
+        msg += credentials_note(session)
         print(msg)
         if session.storage_warning:
             print(f"Warning: {session.storage_warning}", file=sys.stderr)
@@ -522,7 +523,7 @@ class SessionMagics(Magics):
             mark = "*" if name == self.default_profile else " "
             url = session.profile.base_url
             label = url if name == session.profile.origin_text else f"{name}: {url}"
-            note = _credentials_note(session) + source_note(self, name)
+            note = credentials_note(session) + source_note(self, name)
             rows.append(f"{mark} {label} — {state} — {where}{note}")
         rows += [f"Could not read the keyring: {reason}" for reason in missing]
         print("\n".join(rows))
@@ -818,33 +819,6 @@ class SessionMagics(Magics):
 
         result = await drive_async(flow, ask)
         return self._api_finish(args, result)
-
-
-def _credentials_note(session: ApiSession) -> str:
-    """`` — credentials go to ORIGIN`` when the profile posts credentials to another origin
-    than the API's (an identity provider, say), with who set it and whether it is approved."""
-    from .profile import format_origin, origin_of
-
-    try:
-        endpoints = session.profile.credential_endpoints()
-        pending = {p.origin for p in session.pending_approvals()}
-    except SessionMagicsError:
-        return ""
-    shown: dict[str, str] = {}
-    for endpoint in endpoints:
-        origin = origin_of(endpoint.url)
-        if origin is None or origin == session.profile.origin:
-            continue
-        text = format_origin(origin)
-        if text in shown:
-            continue
-        note = text
-        if endpoint.set_by.kind in ("project", "user"):
-            note += f" (set by {endpoint.set_by.describe()})"
-        if text in pending:
-            note += ", not approved yet"
-        shown[text] = note
-    return f" — credentials go to {', '.join(shown.values())}" if shown else ""
 
 
 def _positive_seconds(value: Any, what: str, error: type[Exception] = SessionMagicsError) -> float:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ApprovalNeeded, CredentialEndpointRefused
+from .errors import ApprovalNeeded, CredentialEndpointRefused, SessionMagicsError
 
 __all__ = [
     "ApprovalNeeded",
@@ -285,3 +285,30 @@ def foreign_origins(endpoints: Iterable[Endpoint], api_origin: tuple[str, str, i
         if origin is not None and origin != api_origin and format_origin(origin) not in seen:
             seen.append(format_origin(origin))
     return seen
+
+
+def credentials_note(session: Any) -> str:
+    """`` — credentials go to ORIGIN`` when the profile posts credentials to another origin
+    than the API's (an identity provider, say), with who set it and whether it is approved."""
+    from .profile import format_origin, origin_of
+
+    try:
+        endpoints = session.profile.credential_endpoints()
+        pending = {p.origin for p in session.pending_approvals()}
+    except SessionMagicsError:
+        return ""
+    shown: dict[str, str] = {}
+    for endpoint in endpoints:
+        origin = origin_of(endpoint.url)
+        if origin is None or origin == session.profile.origin:
+            continue
+        text = format_origin(origin)
+        if text in shown:
+            continue
+        note = text
+        if endpoint.set_by.kind in ("project", "user"):
+            note += f" (set by {endpoint.set_by.describe()})"
+        if text in pending:
+            note += ", not approved yet"
+        shown[text] = note
+    return f" — credentials go to {', '.join(shown.values())}" if shown else ""

@@ -264,7 +264,9 @@ class LoginForm:
         )
         if profile.name != profile.origin_text:
             line += f" — profile {profile.name!r}"
-        self._finish(line)
+        from .trust import credentials_note
+
+        self._finish(line + credentials_note(self.session))
 
     def _forget(self) -> None:
         self._secret = ""

@@ -156,11 +156,13 @@ def test_the_form_asks_before_credentials_go_to_a_projects_origin(project_sessio
         "&quot;", '"'
     )
     form.secret.value = "penguins"
-    form._on_login()
+    form.login_button.click()
+    form.step()
     assert not form.state.finished and "Tick the box" in form.message.value
     assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
     form.approve.value = True
-    form._on_login()  # the password typed before is still there
+    form.login_button.click()  # the password typed before is still there
+    form.step()
     assert form.state.done, form.message.value
     assert api.stats()["password_grants"] == 1
     assert session.approvals.is_approved(str(repo.resolve()), other)
@@ -199,7 +201,8 @@ def test_an_approval_that_cannot_be_recorded_sends_nothing(project_session, api)
     form = LoginForm(session, "Log in")
     form.approve.value = True
     form.secret.value = "penguins"
-    form._on_login()
+    form.login_button.click()
+    form.step()
     assert not form.state.finished and "not valid TOML" in form.message.value
     assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
 
@@ -210,9 +213,11 @@ def test_a_click_that_overtakes_the_tick_still_logs_in(project_session, api):
     session, _ = project_session
     form = LoginForm(session, "Log in")
     form.secret.value = "penguins"
-    form._on_login()
+    form.login_button.click()
+    form.step()
     assert not form.state.finished and api.stats()["password_grants"] == 0
     form.approve.value = True
+    form.step()
     assert form.state.done, form.message.value
     assert api.stats()["password_grants"] == 1
 
@@ -222,6 +227,6 @@ def test_a_tick_alone_sends_nothing(project_session, api):
     form = LoginForm(session, "Log in")
     form.secret.value = "penguins"
     form.approve.value = True
-    assert not form.state.finished
+    assert not form.step()
     assert api.stats()["password_grants"] == 0
     assert not session.approvals.path.exists()
