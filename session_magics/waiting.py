@@ -329,16 +329,16 @@ def _busy_while_waiting(kernel: Any) -> Iterator[None]:
     ):
         yield
         return
-    cell_id = header.get("msg_id")
     had_own = "_publish_status" in vars(kernel)
 
     def status_then_busy(status: str, channel: str, parent: Any = None) -> None:
+        # Every idle while the wait lasts is followed by the cell's busy, whatever its
+        # parent says: the cell's own idle comes only after the wait, when this wrapper
+        # is gone, and a parent read from the kernel's per-channel state can be stale
+        # when another thread publishes meanwhile (seen on ipykernel 6.29).
         publish(status, channel, parent)
-        if status != "idle":
-            return
-        with contextlib.suppress(Exception):
-            about = parent or kernel.get_parent(channel)
-            if (about or {}).get("header", {}).get("msg_id") != cell_id:
+        if status == "idle":
+            with contextlib.suppress(Exception):
                 publish("busy", "shell", parent=cell)
 
     kernel._publish_status = status_then_busy
