@@ -5,8 +5,11 @@
 #   make test-fast   unit tests only (-m "not slow"); needs no system packages
 #   make demo        the demo API plus JupyterLab with notebooks/quickstart.ipynb
 #   make lint        ruff check + mypy
+#   make idp         the npm packages of the tests' OpenID provider (tests/idp, needs node + npm)
 #   make security-report  tests/security against a real Secret Service; figures into docs/SECURITY.md
-#   make bench       benchmarks/run.py against a local demo API (BENCH_ARGS=--quick: a smoke run)
+#   make bench       benchmarks/run.py against a local demo API (its table written into
+#                    docs/performance.md), then benchmarks/oauth_logins.py against the tests'
+#                    OpenID provider (BENCH_ARGS=--quick: a smoke run, nothing written)
 #
 # PYTEST_ARGS is passed to pytest, e.g. make test PYTEST_ARGS="-k login -x".
 
@@ -27,10 +30,10 @@ PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv system-deps demo-system-deps kernels browser-check lint test test-fast demo bench bench-deps clean distclean
+.PHONY: help venv system-deps demo-system-deps kernels idp browser-check lint test test-fast demo bench bench-deps clean distclean
 
 help:
-	@echo "make test | test-fast | demo | bench | lint | venv | system-deps | kernels | clean | distclean"
+	@echo "make test | test-fast | demo | bench | lint | venv | system-deps | kernels | idp | clean | distclean"
 
 # --- set-up -------------------------------------------------------------------
 
@@ -72,6 +75,17 @@ kernels: venv
 	@if [ -f scripts/kernels.sh ]; then bash scripts/kernels.sh; \
 	 else echo "kernels: scripts/kernels.sh not present, skipping"; fi
 
+# The tests' identity provider (oidc-provider on Node): npm ci from the committed
+# package-lock.json, again only when the lock file changed.
+IDP_DIR   := tests/idp
+IDP_STAMP := $(IDP_DIR)/node_modules/.installed-from-lock
+idp: $(IDP_STAMP)
+
+$(IDP_STAMP): $(IDP_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "idp: npm missing; run make system-deps" >&2; exit 1; }
+	npm ci --prefix $(IDP_DIR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # Fails early, with a short message, when Playwright cannot drive Chromium.
 define BROWSER_CHECK
 import os, time
@@ -108,7 +122,7 @@ lint: venv
 # A run longer than TEST_TIME_LIMIT gets Ctrl+C (SIGINT), so pytest still
 # reports where it was stuck instead of being killed silently by a CI limit.
 TEST_TIME_LIMIT ?= 75m
-test: system-deps venv kernels browser-check lint
+test: system-deps venv kernels idp browser-check lint
 	@mkdir -p $(ARTIFACTS)
 	@SESSION_MAGICS_ARTIFACTS="$(abspath $(ARTIFACTS))" \
 	  scripts/with-secret-service.sh \
@@ -146,8 +160,9 @@ bench-deps: venv
 	$(PY) -m pip install --quiet --progress-bar off "setuptools<70" wheel
 	$(PY) -m pip install --quiet --progress-bar off --no-build-isolation -r benchmarks/requirements.txt
 
-bench: bench-deps
-	$(PY) benchmarks/run.py $(BENCH_ARGS)
+bench: bench-deps idp
+	$(PY) benchmarks/run.py $(if $(filter --quick,$(BENCH_ARGS)),,--write docs/performance.md) $(BENCH_ARGS)
+	$(PY) benchmarks/oauth_logins.py $(filter --quick,$(BENCH_ARGS))
 
 # --- cleaning -----------------------------------------------------------------
 
@@ -158,4 +173,4 @@ clean:
 
 # Also removes the virtualenvs (the next make test builds them again).
 distclean: clean
-	rm -rf $(VENV) .venv-* .cache
+	rm -rf $(VENV) .venv-* .cache $(IDP_DIR)/node_modules

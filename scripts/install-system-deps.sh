@@ -33,6 +33,12 @@ if [ -z "$demo_only" ]; then
     chromium           # headless browser for the JupyterLab tests (/usr/bin/chromium)
     fonts-dejavu-core  # readable text in screenshots
   )
+  # Node.js and npm for the tests' OpenID provider (oidc-provider 8 runs on Debian 12's
+  # nodejs 18 and later). A node already on PATH (e.g. from NodeSource, whose nodejs
+  # package brings npm) is used as it is.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+  fi
 fi
 packages+=("$@")
 

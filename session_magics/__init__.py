@@ -7,7 +7,7 @@ imported only when a magic first needs them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     ApprovalNeeded,
@@ -22,6 +22,9 @@ from .errors import (
     SessionExpired,
     SessionMagicsError,
 )
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 __version__ = "0.1.0"
 
@@ -42,14 +45,14 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics (called by ``%load_ext session_magics``)."""
     from .magics import load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython: Any) -> None:
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
     from .magics import unload
 
     unload(ipython)

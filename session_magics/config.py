@@ -25,11 +25,16 @@ Settings have the names of the ``SessionMagics`` traits (``%config SessionMagics
 lists them). Profile keys are the ``%login`` options with underscores: base_url,
 user, login, refresh, revoke, body, scheme, header, token_mode (``--token``),
 password_env, token_env, access_field, refresh_field, expires_field,
-expired_status, allow_http, no_keyring. ``%login --profile prod`` then needs no
+expired_status, allow_http, no_keyring, and for OAuth oauth (the flow), issuer,
+client_id, scope, client_secret_env, redirect_port, redirect_uri, token_url,
+device_url, authorize_url, audience, resource. ``%login --profile prod`` then needs no
 URL, and options given to ``%login`` win over the file.
 
 Precedence: ``%config`` (and ``ipython_config.py``) > project file > user file >
-built-in defaults; a project profile replaces a user profile of the same name.
+built-in defaults; a project profile replaces a user profile of the same name. The
+settings of each file are a traitlets ``Config``; traitlets merges them in that order
+under the instance's own config (:meth:`FileConfig.over`), the way an IPython
+application merges its config files under the command line.
 
 Secrets never come from these files: a key that names one (password, token,
 secret, api_key...) is refused with a :class:`ConfigError`, and no value is ever
@@ -42,6 +47,9 @@ credential endpoint (``login``, ``refresh``, ``revoke``, the ``login_path`` sett
 that a project file puts on another origin than the API's is used only once the user
 approved that origin (see :mod:`session_magics.trust`). ``no_keyring`` /
 ``use_keyring = false`` are accepted: they keep tokens out of the keyring, in memory.
+The same holds for OAuth: ``issuer``, ``token_url``, ``device_url``, ``authorize_url``
+and ``revoke`` name where credentials go (or where you sign in); on another origin than
+the API's, a project file's value needs the user's approval of that origin first.
 
 Loading costs a few ``stat`` calls; ``tomllib`` is imported only when a file has
 something for us. The files are read again by ``%login`` when they changed.
@@ -54,12 +62,19 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ProfileError, SessionMagicsError
 
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
+    from .magics import SessionMagics
+    from .session import ApiSession
+
 USER_FILE = Path("session-magics") / "config.toml"
 PROJECT_TABLE = "tool.session_magics"
+SECTION = "SessionMagics"  # the traitlets config section of the settings
 
 #: Profile keys and the Python types their values may have.
 PROFILE_KEYS: dict[str, tuple[type, ...]] = {
@@ -80,17 +95,33 @@ PROFILE_KEYS: dict[str, tuple[type, ...]] = {
     "expired_status": (int, list, str),
     "allow_http": (bool,),
     "no_keyring": (bool,),
+    # OAuth 2.0 / OpenID Connect (%login --oauth ...)
+    "oauth": (str,),
+    "issuer": (str,),
+    "client_id": (str,),
+    "scope": (str,),
+    "client_secret_env": (str,),
+    "redirect_port": (int,),
+    "redirect_uri": (str,),
+    "token_url": (str,),
+    "device_url": (str,),
+    "authorize_url": (str,),
+    "audience": (str,),
+    "resource": (str,),
 }
 #: Keys whose names look like a secret's but hold none.
-NOT_SECRETS = frozenset({"password_env", "token_env", "token_mode"})
+NOT_SECRETS = frozenset({"password_env", "token_env", "token_mode", "client_secret_env", "token_url"})
 SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "credential")
 USER_ONLY_SETTINGS = frozenset({"allow_plaintext_keyring"})
 #: Profile keys a project file may not set (they would weaken where secrets go).
 USER_ONLY_PROFILE_KEYS = frozenset({"allow_http"})
-#: Profile keys naming a credential endpoint, and the setting that gives the default one.
-ENDPOINT_KEYS = ("login", "refresh", "revoke")
+#: Profile keys naming a credential endpoint (OAuth: the issuer, its endpoints, and the
+#: sign-in page), and the setting that gives the default one.
+ENDPOINT_KEYS = ("login", "refresh", "revoke", "issuer", "token_url", "device_url", "authorize_url")
 #: Whether a pyproject.toml may hold our table ([tool.session_magics], [tool."session_magics"],
 #: tool.session_magics.x = ..., or session_magics = ... under [tool]); the rest are not parsed.
+#: For the benchmark table's %load_ext row in a project with a pyproject.toml (not ours): 8.4 ms
+#: against 11.3 ms when every pyproject.toml is parsed (tomllib imported), 1.33× (benchmarks/variants.py).
 _MENTIONS_US = re.compile(rb"""tool\s*\.\s*["']?session_magics|^\s*["']?session_magics["']?\s*[.=]""", re.M)
 
 
@@ -102,7 +133,7 @@ class FileConfig:
     """What the files say: settings, profiles, and where each came from."""
 
     def __init__(self) -> None:  # (a plain class: a dataclass costs more to define than to use)
-        self.settings: dict[str, Any] = {}
+        self.layers: list[Config] = []  # the settings of each file, as traitlets config
         self.profiles: dict[str, dict[str, Any]] = {}
         self.sources: dict[str, str] = {}  # "setting:NAME" / "profile:NAME" -> file
         self.files: list[str] = []
@@ -110,6 +141,21 @@ class FileConfig:
 
     def source(self, kind: str, name: str) -> str | None:
         return self.sources.get(f"{kind}:{name}")
+
+    def over(self, config: Config | None = None) -> Config:
+        """The files' settings under ``config``: traitlets merges the layers, each over
+        the ones before it (user file, project file, then ``config``)."""
+        from traitlets.config import Config
+
+        merged = Config()
+        for layer in (*self.layers, config or Config()):
+            merged.merge(layer)
+        return merged
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The files' settings, the project file's over the user file's."""
+        return dict(self.over().get(SECTION, {}))
 
 
 def user_config_file(environ: Mapping[str, str] | None = None) -> Path:
@@ -181,7 +227,7 @@ def _check_secrets(table: Mapping[str, Any], where: str) -> None:
             raise ConfigError(
                 f"{where} has a key named {key!r}: secrets are never read from configuration files "
                 "(they end up in version control and backups). Name an environment variable instead "
-                "(password_env = \"VAR\" or token_env = \"VAR\"), or let %login ask."
+                '(password_env = "VAR" or token_env = "VAR"), or let %login ask.'
             )
         if isinstance(value, Mapping):
             _check_secrets(value, f"{where}.{key}")
@@ -240,6 +286,7 @@ def _table(
         table = {k: v for k, v in table.items() if k != APPROVALS_TABLE}  # read by trust.Approvals
     _check_secrets(table, where)
     known = set(settings) if settings is not None else None
+    found: dict[str, Any] = {}
     for key, value in table.items():
         if key == "profiles":
             if not isinstance(value, Mapping):
@@ -259,8 +306,11 @@ def _table(
                 f"{path}: {key} can be set in your user file ({user_config_file()}) or with %config, "
                 "not by a project"
             )
-        cfg.settings[key] = value
+        found[key] = value
         cfg.sources[f"setting:{key}"] = str(path)
+    from traitlets.config import Config
+
+    cfg.layers.append(Config({SECTION: found}))
 
 
 def read(
@@ -301,7 +351,7 @@ class ConfigState:
         self.signature: tuple[Any, ...] | None = None
         self.applied: set[str] = set()  # settings that came from a file
 
-    def refresh(self, magics: Any) -> None:
+    def refresh(self, magics: SessionMagics) -> None:
         """Read the files if they changed since last time, and apply their settings."""
         sig = signature()
         if sig == self.signature:
@@ -317,25 +367,26 @@ class ConfigState:
         self.config = cfg
         self._apply(magics)
 
-    def _apply(self, magics: Any) -> None:
+    def _apply(self, magics: SessionMagics) -> None:
+        """Set the traits the files set and ``%config`` / ipython_config.py did not (their
+        ``magics.config`` is merged over the files'); a setting gone from the files goes
+        back to its default."""
         from traitlets import TraitError
 
-        explicit = magics.config.get("SessionMagics", {})
-        for name in self.applied - set(self.config.settings):  # removed from the file
-            if name not in explicit:
-                setattr(magics, name, magics.trait_defaults(name))
+        explicit = magics.config.get(SECTION, {})
+        wanted = self.config.over(magics.config).get(SECTION, {})
+        from_files = [name for name in wanted if name not in explicit]
+        for name in self.applied - set(wanted):  # removed from the files, and no %config
+            setattr(magics, name, magics.trait_defaults(name))
         self.applied = set()
-        for name, value in self.config.settings.items():
-            if name in explicit:
-                continue  # %config wins
+        for name in from_files:
             try:
-                setattr(magics, name, value)
+                setattr(magics, name, wanted[name])
             except TraitError as exc:
-                where = self.config.source("setting", name)
                 message = str(exc)
                 start = message.find("expected")
                 reason = message[start:].rstrip(".") if start >= 0 else message
-                self.error = ConfigError(f"{where}: {name}: {reason}")
+                self.error = ConfigError(f"{self.config.source('setting', name)}: {name}: {reason}")
                 continue
             self.applied.add(name)
 
@@ -344,7 +395,7 @@ class ConfigState:
             raise self.error
 
 
-def state(magics: Any) -> ConfigState:
+def state(magics: SessionMagics) -> ConfigState:
     found = getattr(magics, "file_config", None)
     if not isinstance(found, ConfigState):
         found = ConfigState()
@@ -352,7 +403,7 @@ def state(magics: Any) -> ConfigState:
     return found
 
 
-def attach(magics: Any) -> None:
+def attach(magics: SessionMagics) -> None:
     """Read the files when the extension loads; a problem is reported, not raised."""
     current = state(magics)
     current.refresh(magics)
@@ -360,48 +411,41 @@ def attach(magics: Any) -> None:
         print(f"session-magics: configuration not used: {current.error}", file=sys.stderr)
 
 
-def profiles(magics: Any) -> dict[str, dict[str, Any]]:
+def profiles(magics: SessionMagics) -> dict[str, dict[str, Any]]:
     return state(magics).config.profiles
 
 
-def login_args(magics: Any, args: Any) -> Any:
-    """``%login`` arguments completed from the configured profile ``args.profile``.
+def completed(
+    magics: SessionMagics, name: str | None, line: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options of a ``%login`` line (by profile key) completed from the configured
+    profile ``name``, and who named each credential endpoint: the line, the user file or
+    the project file (see trust.py).
 
-    Options given on the line win; a profile that already has a session in this
-    kernel is left alone unless a URL is given.
+    Options given on the line win; a profile that already has a session in this kernel
+    is left alone unless a URL is given.
     """
     current = state(magics)
     current.refresh(magics)
     current.check()
-    configured = current.config.profiles
-    name = args.profile
-    url = " ".join(args.url).strip() if args.url else ""
-    if not name or name not in configured:
-        if not url and not name and magics.default_profile is None and configured:
-            names = ", ".join(sorted(configured))
-            raise ProfileError(
-                f"give the API's base URL (%login https://api.example.com) or a configured profile "
-                f"(%login --profile NAME; configured: {names})"
-            )
-        return args
-    if not url and name in magics.sessions:
-        return args
-    import argparse
-
-    merged = argparse.Namespace(**vars(args))
-    options = configured[name]
-    if not url:
-        merged.url = [options["base_url"]]
-    taken: list[str] = []
-    for key, value in options.items():
-        if key == "base_url":
-            continue
-        attr = {"token_mode": "token"}.get(key, key)
-        if getattr(merged, attr, None) in (None, False):
-            setattr(merged, attr, value)
-            taken.append(key)
-    merged.profile_keys = taken  # which options came from the file (see endpoint_sources)
-    return merged
+    cfg = current.config
+    options = dict(line)
+    set_by: dict[str, Any] = {}
+    if name in cfg.profiles and (line.get("base_url") or name not in magics.sessions):
+        named_in = _set_by(cfg, cfg.source("profile", name))
+        for key, value in cfg.profiles[name].items():
+            if key not in options:
+                options[key] = value
+                if key in ENDPOINT_KEYS:
+                    set_by[key] = named_in
+    elif not name and not line.get("base_url") and magics.default_profile is None and cfg.profiles:
+        raise ProfileError(
+            f"give the API's base URL (%login https://api.example.com) or a configured profile "
+            f"(%login --profile NAME; configured: {', '.join(sorted(cfg.profiles))})"
+        )
+    if "login" not in options and "login_path" in current.applied:
+        set_by["login"] = _set_by(cfg, cfg.source("setting", "login_path"))  # the default endpoint
+    return options, set_by
 
 
 def _set_by(cfg: FileConfig, file: str | None) -> Any:
@@ -412,36 +456,15 @@ def _set_by(cfg: FileConfig, file: str | None) -> Any:
     return SetBy("project" if file == cfg.project_file else "user", file)
 
 
-def endpoint_sources(magics: Any, args: Any) -> dict[str, Any]:
-    """Who named each credential endpoint of a profile made from ``args`` (completed by
-    :func:`login_args`): the line, the user file or the project file (see trust.py)."""
-    current = state(magics)
-    cfg = current.config
-    taken = set(getattr(args, "profile_keys", ()))
-    profile_file = cfg.source("profile", args.profile) if args.profile else None
-    out: dict[str, Any] = {}
-    for key in ENDPOINT_KEYS:
-        if key in taken:
-            out[key] = _set_by(cfg, profile_file)
-    if getattr(args, "login", None) is None and "login_path" in current.applied:
-        out["login"] = _set_by(cfg, cfg.source("setting", "login_path"))  # the default endpoint
-    return out
-
-
-def configured_session(magics: Any, name: str) -> Any:
+def configured_session(magics: SessionMagics, name: str) -> ApiSession | None:
     """A session for the configured profile ``name`` (None when there is no such profile)."""
     if name not in profiles(magics):
         return None
-    import shlex
-
-    from IPython.core.magic_arguments import parse_argstring
-
-    args = parse_argstring(magics.login, f"--profile {shlex.quote(name)}")
-    profile = magics._profile_from_args(args)
-    return magics._session_for(profile)
+    options, set_by = completed(magics, name, {})
+    return magics.session_for(magics.profile_from(name, options, set_by))
 
 
-def add_configured_sessions(magics: Any) -> None:
+def add_configured_sessions(magics: SessionMagics) -> None:
     """Give every configured profile a session, so ``%login --status`` lists them all."""
     current = state(magics)
     current.refresh(magics)
@@ -451,6 +474,6 @@ def add_configured_sessions(magics: Any) -> None:
             configured_session(magics, name)
 
 
-def source_note(magics: Any, name: str) -> str:
+def source_note(magics: SessionMagics, name: str) -> str:
     where = state(magics).config.source("profile", name)
     return f" — configured in {where}" if where else ""

@@ -6,7 +6,10 @@ wrong and what to do next, and it never contains a password or a token.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .trust import Endpoint
 
 
 class SessionMagicsError(Exception):
@@ -54,7 +57,7 @@ class ApprovalNeeded(SessionMagicsError):
     """
 
     def __init__(
-        self, message: str, *, endpoint: Any = None, origin: str = "", project_dir: str = ""
+        self, message: str, *, endpoint: Endpoint | None = None, origin: str = "", project_dir: str = ""
     ) -> None:
         super().__init__(message)
         self.endpoint = endpoint

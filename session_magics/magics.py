@@ -8,7 +8,8 @@ changes them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
@@ -16,10 +17,10 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
 from .errors import Interrupted, ProfileError, SessionMagicsError
-from .redact import sealed
 from .trust import credentials_note
 
 if TYPE_CHECKING:
+    from .profile import Profile
     from .result import ApiResult
     from .session import ApiSession, NeedLogin
     from .store import TokenStore
@@ -66,7 +67,9 @@ class SessionMagics(Magics):
     login_timeout = Float(300.0, help="How long a login form or prompt waits for the user, in seconds.").tag(
         config=True
     )
-    leeway = Float(30.0, help="Refresh a token this many seconds before it expires.").tag(config=True)
+    leeway = Float(
+        30.0, help="Refresh a token this many seconds before it expires (at most half its lifetime)."
+    ).tag(config=True)
     use_keyring = Bool(
         True, help="Keep tokens in the OS keyring. False: in memory for this kernel only."
     ).tag(config=True)
@@ -93,6 +96,11 @@ class SessionMagics(Magics):
         config=True
     )
     max_pages = Int(100, help="Most pages that --all fetches (--max-pages overrides it).").tag(config=True)
+    concurrency = Int(
+        4,
+        help="How many pages --all fetches at once when the first page tells how many there are "
+        "(1: one after another; at most 10; --concurrency overrides it).",
+    ).tag(config=True)
     cursor_param = Unicode(
         "cursor", help="Query parameter that sends a pagination cursor back (--cursor-param overrides it)."
     ).tag(config=True)
@@ -184,12 +192,15 @@ class SessionMagics(Magics):
             session.login(profile.user, kept.reveal())
         return None
 
-    def _ask(self, session: ApiSession, title: str) -> Generator[Any, None, None]:
-        """Get a login for ``session``: env var, form, terminal prompt, or a clear error.
+    def _forms(self, session: ApiSession, title: str) -> Generator[Any, None, None]:
+        """Get a login for ``session``: env var, form, terminal prompt, or a clear error;
+        yields each form or panel a person has to answer. A kernel that could not handle
+        the form's messages while it waits fails here, before the form is shown."""
+        if session.profile.oauth is not None:
+            from .oauth_ui import ask
 
-        A generator so one decision serves both drivers: it yields the form when the
-        caller has to wait for it (synchronously or with ``await``).
-        """
+            yield from ask(session, title)  # type: ignore[arg-type]
+            return
         from . import waiting
         from .redact import take_from_environment
         from .ui import LoginForm, no_frontend_error, terminal_login
@@ -207,6 +218,7 @@ class SessionMagics(Magics):
         if pending and kind not in ("widgets", "terminal"):
             raise pending[0]  # nobody can be asked: say how to approve, send nothing
         if kind == "widgets":
+            waiting.check_can_wait()
             form = LoginForm(session, title)
             self._display(form)
             yield form
@@ -215,84 +227,100 @@ class SessionMagics(Magics):
         else:
             raise no_frontend_error(session, f"{title} ({note})" if note else title)
 
-    def _ask_sync(self, session: ApiSession, title: str) -> bool:
-        """Returns whether a form was answered (its output already says "Logged in")."""
-        for form in self._ask(session, title):
-            from . import waiting
-            from .ui import outcome
+    def _ask(self, session: ApiSession, title: str) -> Generator[Any, None, bool]:
+        """The steps of a login: yields each form or panel to wait for (the driver waits,
+        then closes it; see :mod:`session_magics.steps`), and returns whether a form was
+        answered (its output already says "Logged in"). More than one may come (an OAuth
+        approval, then the sign-in panel): one that fails ends the login."""
+        from .ui import outcome
 
-            try:
-                waiting.wait_for(form.is_finished, self.login_timeout)
-            finally:
-                form.close()
-            outcome(form, self.login_timeout)
-            return True
-        return False
+        answered = False
+        for form in self._forms(session, title):
+            yield form
+            _outcome(form, self.login_timeout, outcome)
+            # A login form is replaced by its "Logged in" line; an OAuth panel is not.
+            answered = getattr(form, "announces", True)
+        return answered
 
-    async def _ask_async(self, session: ApiSession, title: str) -> bool:
-        for form in self._ask(session, title):
-            from . import waiting
-            from .ui import outcome
+    def _wait(self, form: Any) -> None:
+        """The synchronous driver's answer to a step: wait for the form, then close it."""
+        from . import waiting
 
-            try:
-                await waiting.wait_for_async(form.is_finished, self.login_timeout)
-            finally:
-                form.close()
-            outcome(form, self.login_timeout)
-            return True
-        return False
+        try:
+            waiting.wait_for(form.is_finished, self.login_timeout)
+        finally:
+            form.close()
+
+    async def _wait_async(self, form: Any) -> None:
+        from . import waiting
+
+        try:
+            await waiting.wait_for_async(form.is_finished, self.login_timeout)
+        finally:
+            form.close()
 
     # ---------------------------------------------------------------- %login
-    def _profile_from_args(self, args: Any) -> Any:
-        from .config import endpoint_sources, login_args
-        from .profile import Profile
-        from .tokens import FieldNames
+    def profile_from_args(self, args: Any) -> Profile | None:
+        """The profile %login's options describe (completed from a configured profile), or
+        None when they give no URL and name a session this kernel has (or the default one)."""
+        from .config import completed
 
-        args = login_args(self, args)  # completed from a configured profile (--profile NAME)
-        url = " ".join(args.url).strip() if args.url else ""
         name = args.profile
-        if not url:
+        options, set_by = completed(self, name, _line_options(args))
+        if not options.get("base_url"):
             if name and name in self.sessions:
                 return None
             if self.default_profile and not name:
                 return None
             raise ProfileError("give the API's base URL: %login https://api.example.com")
-        scheme = args.scheme
+        return self.profile_from(name, options, set_by)
+
+    def profile_from(self, name: str | None, options: dict[str, Any], set_by: dict[str, Any]) -> Profile:
+        """The profile of ``options``, named by their profile keys (see config.PROFILE_KEYS;
+        from a %login line, a configured profile or both), ``set_by`` saying who named each
+        credential endpoint (see trust.py)."""
+        from .profile import Profile
+        from .tokens import FieldNames
+
+        scheme = options.get("scheme")
         if scheme is not None and scheme.lower() in ("", "none"):
             scheme = ""
+        expired = options.get("expired_status")
         try:
-            statuses = (
-                frozenset(int(s) for s in args.expired_status.split(","))
-                if args.expired_status
-                else frozenset(int(s) for s in self.expired_statuses)
-            )
+            statuses = frozenset(int(s) for s in (expired.split(",") if expired else self.expired_statuses))
         except ValueError:
             raise ProfileError("--expired-status takes numbers, e.g. 401,403") from None
         profile = Profile(
             name="",
-            base_url=url,
-            user=args.user,
-            login=args.login or self.login_path,
-            refresh=args.refresh,
-            revoke=args.revoke,
-            body=args.body or "form",
+            base_url=options["base_url"],
+            user=options.get("user"),
+            login=options.get("login") or self.login_path,
+            refresh=options.get("refresh"),
+            revoke=options.get("revoke"),
+            body=options.get("body") or "form",
             scheme=scheme,
-            header=args.header or "Authorization",
-            token_mode=bool(args.token or args.token_env),
-            fields=FieldNames(args.access_field, args.refresh_field, args.expires_field),
+            header=options.get("header") or "Authorization",
+            token_mode=bool(options.get("token_mode") or options.get("token_env")),
+            fields=FieldNames(
+                options.get("access_field"), options.get("refresh_field"), options.get("expires_field")
+            ),
             expired_statuses=statuses,
-            allow_http=args.allow_http,
-            use_keyring=self.use_keyring and not args.no_keyring,
-            password_env=args.password_env,
-            token_env=args.token_env,
-            set_by=endpoint_sources(self, args),
+            allow_http=bool(options.get("allow_http")),
+            use_keyring=self.use_keyring and not options.get("no_keyring"),
+            password_env=options.get("password_env"),
+            token_env=options.get("token_env"),
+            oauth=_oauth_settings(options),
+            set_by=set_by,
         )
         profile.name = name or profile.origin_text
         return profile
 
-    def _session_for(self, profile: Any) -> ApiSession:
+    def session_for(self, profile: Profile) -> ApiSession:
+        """The session for ``profile``: the one this kernel has if its profile is the same, else a new one."""
         from .session import ApiSession
 
+        if profile.oauth is not None:
+            from .oauth import OAuthSession as ApiSession
         old = self.sessions.get(profile.name)
         if old is not None and old.profile == profile:
             return old
@@ -316,7 +344,7 @@ class SessionMagics(Magics):
         stays part of that value, never an option)."""
         import secrets
 
-        from .request import _PLACEHOLDER, interpolate
+        from .request import PLACEHOLDER, interpolate
 
         values: dict[str, str] = {}
         tag = f"smv{secrets.token_hex(8)}n"
@@ -326,7 +354,7 @@ class SessionMagics(Magics):
             values[key] = interpolate(match.group(0), self._evaluate)
             return key
 
-        masked = _PLACEHOLDER.sub(mask, line)
+        masked = PLACEHOLDER.sub(mask, line)
         interpolate(masked, self._evaluate)  # a lone '{{' or '}}': the usual error
         args = parse_argstring(self.login, masked)
         if not values:
@@ -349,8 +377,8 @@ class SessionMagics(Magics):
         if args.status:
             self._print_status()
             return args, None
-        profile = self._profile_from_args(args)
-        session = self._session_for(profile) if profile else self.session(args.profile)
+        profile = self.profile_from_args(args)
+        session = self.session_for(profile) if profile else self.session(args.profile)
         if not session.profile.use_keyring:
             print(
                 "Note: --no-keyring: the token is kept in memory only and is lost when the kernel stops.",
@@ -388,7 +416,9 @@ class SessionMagics(Magics):
         msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
         if session.profile.name != where:
             msg += f" — profile {session.profile.name!r}"
-        msg += credentials_note(session)
+        if session.profile.oauth is not None:
+            msg += f" — via {session.profile.oauth.issuer_key}"  # where the credentials go
+        msg += credentials_note(session)  # credential origins other than the API's
         print(msg)
         if session.storage_warning:
             print(f"Warning: {session.storage_warning}", file=sys.stderr)
@@ -398,17 +428,22 @@ class SessionMagics(Magics):
     @argument(
         "--profile",
         help="Name this API (several can live side by side), or use a profile configured in "
-        "pyproject.toml [tool.session_magics.profiles.NAME]. Default: its origin.",
+        "your user config file or a project's pyproject.toml ([tool.session_magics.profiles.NAME]). "
+        "Default: its origin.",
     )
     @argument("--user", help="User name (asked for when missing).")
     @argument(
         "--login",
         metavar="PATH_OR_URL",
-        help="Token endpoint (default: auth/token). Credentials go there; another origin is "
-        "your choice here, but needs your approval when only a project file names it.",
+        help="Token endpoint (default: SessionMagics.login_path, auth/token). Credentials go there; "
+        "another origin is your choice here, but needs your approval when only a project file names it.",
     )
     @argument("--refresh", metavar="PATH_OR_URL", help="Refresh endpoint (default: the token endpoint).")
-    @argument("--revoke", metavar="PATH_OR_URL", help="Revocation endpoint, called by %%logout.")
+    @argument(
+        "--revoke",
+        metavar="PATH_OR_URL",
+        help="Revocation endpoint, called by %%logout (with --oauth: default from discovery).",
+    )
     @argument(
         "--body",
         choices=["form", "json"],
@@ -446,7 +481,8 @@ class SessionMagics(Magics):
     @argument(
         "--expired-status",
         metavar="CODES",
-        help="Statuses meaning 'token no longer valid', e.g. 401,403 (default: 401).",
+        help="Statuses meaning 'token no longer valid', e.g. 401,403 "
+        "(default: SessionMagics.expired_statuses, 401).",
     )
     @argument(
         "--allow-http",
@@ -459,6 +495,49 @@ class SessionMagics(Magics):
         action="store_true",
         help="Keep the token in memory for this kernel only, not in the OS keyring.",
     )
+    @argument(
+        "--oauth",
+        choices=["device", "code", "client"],
+        help="Log in with OAuth 2.0 / OpenID Connect at --issuer: device (a link and a code, approved "
+        "in any browser), code (sign in in the browser; authorization code + PKCE, loopback redirect), "
+        "client (client credentials, no person).",
+    )
+    @argument(
+        "--issuer", metavar="URL", help="With --oauth: the authorization server (its discovery is read)."
+    )
+    @argument("--client-id", metavar="ID", help="With --oauth: the application's client id.")
+    @argument("--scope", help='With --oauth: the scopes to ask for, e.g. "openid profile read".')
+    @argument(
+        "--client-secret-env",
+        metavar="VAR",
+        help="With --oauth: the environment variable holding the client secret (confidential clients).",
+    )
+    @argument(
+        "--redirect-port",
+        type=int,
+        metavar="N",
+        help="With --oauth code: the loopback port to listen on (default: any free port).",
+    )
+    @argument(
+        "--redirect-uri",
+        metavar="URI",
+        help="With --oauth code: the registered redirect URI (default: http://127.0.0.1:PORT/callback).",
+    )
+    @argument(
+        "--token-url", metavar="URL", help="With --oauth: the token endpoint (default: from discovery)."
+    )
+    @argument(
+        "--device-url",
+        metavar="URL",
+        help="With --oauth device: the device endpoint (default: from discovery).",
+    )
+    @argument(
+        "--authorize-url",
+        metavar="URL",
+        help="With --oauth code: the authorization endpoint (default: from discovery).",
+    )
+    @argument("--audience", help="With --oauth: an audience parameter, for providers that need one.")
+    @argument("--resource", metavar="URI", help="With --oauth: a resource indicator (RFC 8707).")
     @argument("--force", action="store_true", help="Log in again even if a valid token is stored.")
     @argument(
         "--status", action="store_true", help="Show who is logged in where, and until when (never the token)."
@@ -479,19 +558,30 @@ class SessionMagics(Magics):
             %login {{API_URL}} --user demo --password-env DEMO_PASSWORD
             %login https://api.example.com --token --header X-API-Key
             %login https://api.example.com --user bot --password-env API_PASSWORD
+            %login https://api.example.com --oauth device --issuer https://login.example.com --client-id ID
+            %login https://api.example.com --oauth client --issuer https://login.example.com \
+                   --client-id ID --client-secret-env API_CLIENT_SECRET
             %login --status
+
+        ``--oauth device|code|client`` logs in at an OAuth 2.0 / OpenID Connect issuer:
+        a device code panel, a sign-in link with a loopback redirect, or client
+        credentials (see docs/oauth.md).
         """
-        args, session = self._login_prepare(line)
-        if session is None or self._already(args, session):
-            return
-        shown = self._ask_sync(session, f"Log in to {session.profile.origin_text}")
-        self._logged_in(session, announce=not shown)
+        from .steps import run
+
+        run(self._login_steps(line), self._wait)
 
     async def login_async(self, line: str = "") -> None:
+        from .steps import run_async
+
+        await run_async(self._login_steps(line), self._wait_async)
+
+    def _login_steps(self, line: str) -> Generator[Any, None, None]:
+        """The body of %login, for both drivers: yields each form to wait for."""
         args, session = self._login_prepare(line)
         if session is None or self._already(args, session):
             return
-        shown = await self._ask_async(session, f"Log in to {session.profile.origin_text}")
+        shown = yield from self._ask(session, f"Log in to {session.profile.origin_text}")
         self._logged_in(session, announce=not shown)
 
     def _print_status(self) -> None:
@@ -523,7 +613,8 @@ class SessionMagics(Magics):
             mark = "*" if name == self.default_profile else " "
             url = session.profile.base_url
             label = url if name == session.profile.origin_text else f"{name}: {url}"
-            note = credentials_note(session) + source_note(self, name)
+            oauth_note = getattr(session, "status_note", None)  # issuer, flow and scopes
+            note = (oauth_note() if oauth_note else "") + credentials_note(session) + source_note(self, name)
             rows.append(f"{mark} {label} — {state} — {where}{note}")
         rows += [f"Could not read the keyring: {reason}" for reason in missing]
         print("\n".join(rows))
@@ -564,8 +655,8 @@ class SessionMagics(Magics):
     @no_var_expand
     @line_magic
     def logout(self, line: str = "") -> None:
-        """Log out: revoke the token (if the API has a revoke endpoint), delete it from the
-        keyring and from memory. ::
+        """Log out: revoke the token (if the API has a revoke endpoint; with --oauth, at the
+        issuer's revocation endpoint), delete it from the keyring and from memory. ::
 
             %logout
             %logout http://127.0.0.1:8765
@@ -611,8 +702,12 @@ class SessionMagics(Magics):
         from .profile import origin_of
         from .request import parse_request
 
-        args = _parse_remembered(self.api, line)
-        if cell is None:
+        args = parse_argstring(self.api, line)
+        if args.env is not None and args.file is None:
+            raise SessionMagicsError("--env chooses an environment of an .http file: use it with --file")
+        if args.file is not None:
+            spec = self._file_request(args, cell)
+        elif cell is None:
             text = " ".join(args.request)
             if not text.strip():
                 raise SessionMagicsError("give a request: %api GET /path (or use %%api as a cell magic)")
@@ -622,7 +717,8 @@ class SessionMagics(Magics):
                     f"unexpected {' '.join(args.request)!r} after %%api: the request goes on the next line"
                 )
             text = cell
-        spec = parse_request(text, self._evaluate)
+        if args.file is None:
+            spec = parse_request(text, self._evaluate)
         absolute = origin_of(spec.url) is not None
         # No profile at all and an absolute URL: a plain request, no token anywhere.
         plain = absolute and not args.profile and self.default_profile is None
@@ -639,14 +735,39 @@ class SessionMagics(Magics):
                 ("Content-Type", "application/json" if spec.json_body else "text/plain; charset=utf-8")
             ]
         kwargs["method"], kwargs["url"] = spec.method, spec.url
+        if spec.graphql is not None:
+            kwargs["graphql"] = spec.graphql  # see graphql.py
         if args.save:
             if getattr(args, "all", False) or getattr(args, "df", False) or getattr(args, "extract", None):
                 raise SessionMagicsError("--save writes one answer to a file: not with --all/--df/--extract")
             kwargs["save"] = args.save  # the body is streamed to the file, never held whole
         return args, session, kwargs
 
+    def _file_request(self, args: Any, cell: str | None) -> Any:
+        """--file FILE [NAME]: the named request of an .http file (see httpfile.py); the
+        cell, if any, holds headers that replace or add to the request's."""
+        from .explore import unquote
+        from .httpfile import apply_headers, load_request, say
+        from .request import parse_request
+
+        name = unquote(" ".join(args.request)) or None
+        loaded = load_request(unquote(args.file) or "", name, unquote(args.env))
+        say(loaded.note)
+        args.http_secrets = loaded.secrets
+        with _hiding(loaded.secrets):
+            try:
+                spec = parse_request(loaded.text, self._evaluate, first_line=loaded.first_line)
+            except SessionMagicsError as exc:
+                raise type(exc)(f"{args.file}: {exc}") from None
+            if cell:
+                apply_headers(spec, cell, self._evaluate)
+        return spec
+
     def _api_flow(self, args: Any, session: ApiSession, kwargs: dict[str, Any]) -> Generator[Any, None, Any]:
         """The renewal flow of the request, or with --all of every page (see pagination.py)."""
+        graphql = kwargs.get("graphql")
+        if graphql is not None:
+            return self._graphql_flow(args, session, kwargs)
         if not getattr(args, "all", False):
             return session.request_flow(**kwargs)
         from .explore import unquote
@@ -659,13 +780,38 @@ class SessionMagics(Magics):
             next_expr=unquote(args.next_expr),
             progress=not args.quiet,
             frame=bool(args.df and args.extract is None),  # only a DataFrame is wanted
+            concurrency=args.concurrency if args.concurrency is not None else self.concurrency,
             **kwargs,
+        )
+
+    def _graphql_flow(
+        self, args: Any, session: ApiSession, kwargs: dict[str, Any]
+    ) -> Generator[Any, None, Any]:
+        """A GraphQL operation, or with --all every page of its Relay connection (graphql.py)."""
+        from .graphql import DEFAULT_CURSOR_VARIABLE, graphql_flow, paginate_graphql
+
+        rest = {k: v for k, v in kwargs.items() if k not in ("graphql", "body")}
+        if not getattr(args, "all", False):
+            return graphql_flow(session, kwargs["graphql"], **rest)
+        from .explore import unquote
+
+        return paginate_graphql(
+            session,
+            kwargs["graphql"],
+            max_pages=args.max_pages if args.max_pages is not None else self.max_pages,
+            cursor_param=unquote(args.cursor_param) or DEFAULT_CURSOR_VARIABLE,
+            next_expr=unquote(args.next_expr),
+            progress=not args.quiet,
+            frame=bool(args.df and args.extract is None),
+            concurrency=args.concurrency if args.concurrency is not None else self.concurrency,
+            **rest,
         )
 
     def _plain_request(self, kwargs: dict[str, Any], args: Any = None) -> ApiResult:
         """A request with no profile at all (an absolute URL before any %login)."""
         from .profile import Profile, format_origin, origin_of
-        from .session import ApiSession, drive
+        from .session import ApiSession
+        from .steps import drive
 
         where = origin_of(kwargs["url"])
         origin = format_origin(where) if where else kwargs["url"]
@@ -676,11 +822,15 @@ class SessionMagics(Magics):
             max_body=self.max_body,
         )
         try:
-            return drive(self._api_flow(args, session, {**kwargs, "auth": False}), session._no_login)
+            return drive(self._api_flow(args, session, {**kwargs, "auth": False}), session.no_login)
         finally:
             session.close()
 
     def _api_finish(self, args: Any, result: ApiResult) -> Any:
+        secrets = getattr(args, "http_secrets", ())
+        if secrets:  # values of an .http file's private environment: hidden in every display
+            for shown in (result, *getattr(result, "pages", ())):
+                shown.redactor = shown.redactor.including(secrets)
         if args.save:
             self._save(args.save, result)
         value: Any = result
@@ -700,12 +850,12 @@ class SessionMagics(Magics):
 
     def _save(self, path: str, result: ApiResult) -> None:
         """--save FILE: the body was streamed to FILE (successful answers only)."""
-        from .result import _size
+        from .result import human_size
 
         if result.saved_to is None:
             print(f"Nothing saved to {path}: the server answered {result.status_code}.", file=sys.stderr)
             return
-        print(f"Saved {_size(result.saved_bytes)} to {result.saved_to}")
+        print(f"Saved {human_size(result.saved_bytes)} to {result.saved_to}")
 
     @magic_arguments()
     @argument("request", nargs="*", help="Line form only: the request, e.g. GET /users")
@@ -733,7 +883,8 @@ class SessionMagics(Magics):
         "--max-body",
         metavar="SIZE",
         help="Largest body kept in memory, e.g. 500MB or 2GB (default: SessionMagics.max_body, "
-        "100 MB); a larger answer is an error. --save has no limit.",
+        "100 MB); a larger answer is an error. --save has no limit. With --all: each page, and "
+        "all pages together (the walk stops once they are larger).",
     )
     @argument("-q", "--quiet", action="store_true", help="Show nothing (use with -o).")
     @argument(
@@ -754,15 +905,37 @@ class SessionMagics(Magics):
         help="With --all: stop after N pages, and say so (default: SessionMagics.max_pages, 100).",
     )
     @argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="With --all: fetch up to N pages at once when the first page tells how many there are "
+        "(a total, a page count or Link rel=last); 1 fetches one after another "
+        "(default: SessionMagics.concurrency, 4).",
+    )
+    @argument(
         "--cursor-param",
         metavar="NAME",
-        help="With --all: the query parameter that sends a cursor back (default: cursor).",
+        help="With --all: the query parameter that sends a cursor back (default: "
+        "SessionMagics.cursor_param, cursor); for GraphQL, "
+        "the variable that sends pageInfo.endCursor back (default: after).",
     )
     @argument(
         "--next",
         dest="next_expr",
         metavar="EXPR",
         help="With --all: a JMESPath expression giving the next page's URL, number or cursor.",
+    )
+    @argument(
+        "--file",
+        metavar="FILE",
+        help="Send a request of an .http file (VS Code REST Client / JetBrains): %%api --file FILE NAME; "
+        "the cell may add or replace headers.",
+    )
+    @argument(
+        "--env",
+        metavar="NAME",
+        help="With --file: the environment whose variables the file uses (http-client.env.json, "
+        "REST Client settings).",
     )
     @argument("--df", action="store_true", help="Make the cell's value a pandas DataFrame of the records.")
     @argument(
@@ -794,31 +967,119 @@ class SessionMagics(Magics):
 
             df = %api GET /penguins --all --df
             %api GET /penguins --extract "results[?species=='Gentoo'].body_mass_g"
+
+        Pages the first page announces (a total, a page count, Link rel="last") are
+        fetched ``--concurrency`` at a time (default 4). A GraphQL query is a body
+        (variables as JSON after a blank line); ``--file FILE NAME [--env ENV]`` sends
+        a request of a VS Code REST Client / JetBrains ``.http`` file.
         """
-        from .session import drive
+        from .steps import drive
 
-        args, session, kwargs = self._api_prepare(line, cell)
-        if session is None:
-            return self._api_finish(args, self._plain_request(kwargs, args))
-        flow = self._api_flow(args, session, kwargs)
-
-        def ask(need: NeedLogin) -> None:
-            self._ask_sync(session, self._title(need))
-
-        result = drive(flow, ask)
-        return self._api_finish(args, result)
+        return drive(self._api_steps(line, cell), self._wait)
 
     async def api_async(self, line: str = "", cell: str | None = None) -> ApiResult | None:
+        from .steps import drive_async
+
+        return await drive_async(self._api_steps(line, cell), self._wait_async)
+
+    def _api_steps(self, line: str, cell: str | None) -> Generator[Any, None, Any]:
+        """The body of %%api, for both drivers: yields each form to wait for. Driven by
+        the sealed drivers: no traceback reaches the frames of the renewal flow."""
+        from .steps import answering
+
         args, session, kwargs = self._api_prepare(line, cell)
-        if session is None:
-            return self._api_finish(args, self._plain_request(kwargs, args))
-        flow = self._api_flow(args, session, kwargs)
+        with _hiding(getattr(args, "http_secrets", ())):
+            if session is None:
+                return self._api_finish(args, self._plain_request(kwargs, args))
+            flow = self._api_flow(args, session, kwargs)
+            result = yield from answering(flow, lambda need: self._ask(session, self._title(need)))
+            return self._api_finish(args, result)
 
-        async def ask(need: NeedLogin) -> None:
-            await self._ask_async(session, self._title(need))
 
-        result = await drive_async(flow, ask)
-        return self._api_finish(args, result)
+@contextmanager
+def _hiding(secrets: tuple[str, ...]) -> Iterator[None]:
+    """Errors of a request from an .http file never show its private environment's values."""
+    try:
+        yield
+    except SessionMagicsError as exc:
+        if not secrets:
+            raise
+        from .redact import redact_message
+
+        text = redact_message(str(exc), *secrets)
+        if text == str(exc):
+            raise
+        raise type(exc)(text) from None
+
+
+def _outcome(form: Any, timeout: float, default: Callable[[Any, float], None]) -> None:
+    """The end of a wait for a form or panel: success, or SessionExpired saying why not."""
+    finish = getattr(form, "outcome", None)  # an OAuth panel knows its own outcomes
+    if finish is not None:
+        finish(timeout)
+    else:
+        default(form, timeout)
+
+
+_OAUTH_OPTIONS = (
+    "issuer",
+    "client_id",
+    "scope",
+    "client_secret_env",
+    "redirect_port",
+    "redirect_uri",
+    "token_url",
+    "device_url",
+    "authorize_url",
+    "audience",
+    "resource",
+)
+
+
+def _line_options(args: Any) -> dict[str, Any]:
+    """The options given on a %login line, by their profile keys (see config.PROFILE_KEYS)."""
+    from .config import PROFILE_KEYS
+
+    names = {"base_url": "url", "token_mode": "token"}
+    options = {key: getattr(args, names.get(key, key), None) for key in PROFILE_KEYS}
+    options["base_url"] = " ".join(args.url).strip() if args.url else None
+    return {key: value for key, value in options.items() if value is not None and value is not False}
+
+
+def _oauth_settings(options: dict[str, Any]) -> Any:
+    """The OAuthSettings of ``%login --oauth ...`` (None without --oauth)."""
+    if not options.get("oauth"):
+        given = [f"--{o.replace('_', '-')}" for o in _OAUTH_OPTIONS if options.get(o) is not None]
+        if given:
+            raise ProfileError(f"{', '.join(given)} only apply with --oauth device|code|client")
+        return None
+    if any(options.get(key) for key in ("user", "password_env", "token_mode", "token_env")):
+        raise ProfileError(
+            "--oauth logs in at the issuer: --user, --password-env, --token and --token-env do not apply"
+        )
+    from .explore import unquote  # IPython's splitter keeps the quotes of "read write"
+    from .oauth import OAuthSettings
+
+    def value(name: str) -> Any:
+        raw = options.get(name)
+        return unquote(raw) if isinstance(raw, str) else raw
+
+    return OAuthSettings(
+        flow=value("oauth"),
+        issuer=value("issuer") or "",
+        client_id=value("client_id") or "",
+        scope=value("scope"),
+        client_secret_env=value("client_secret_env"),
+        redirect_port=value("redirect_port"),
+        redirect_uri=value("redirect_uri"),
+        token_url=value("token_url"),
+        device_url=value("device_url"),
+        authorize_url=value("authorize_url"),
+        revoke_url=value("revoke"),
+        audience=value("audience"),
+        resource=value("resource"),
+        allow_http=bool(options.get("allow_http")),
+    )
 
 
 def _positive_seconds(value: Any, what: str, error: type[Exception] = SessionMagicsError) -> float:
@@ -841,37 +1102,6 @@ def _byte_size(text: str) -> int:
     if match is None or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
         raise SessionMagicsError(f"--max-body takes a size such as 500MB, 2GB or 65536, not {text!r}")
     return int(float(match.group(1)) * _UNITS[unit])
-
-
-_PARSED: dict[tuple[str, str], Any] = {}
-
-
-def _parse_remembered(magic: Any, line: str) -> Any:
-    """``parse_argstring``, remembered per line: a notebook sends the same options again
-    and again, and argparse costs more than the rest of a request's own work."""
-    import argparse
-
-    key = (magic.__name__, line)
-    parsed = _PARSED.get(key)
-    if parsed is None:
-        parsed = parse_argstring(magic, line)
-        if len(_PARSED) >= 256:
-            _PARSED.clear()
-        _PARSED[key] = parsed
-    # A copy (lists too): callers may change theirs without changing the remembered one.
-    return argparse.Namespace(**{k: list(v) if isinstance(v, list) else v for k, v in vars(parsed).items()})
-
-
-@sealed()  # as session.drive: no traceback reaches the frames of the flow (they hold the token)
-async def drive_async(flow: Generator[Any, None, Any], on_login: Callable[[Any], Awaitable[None]]) -> Any:
-    """The asynchronous driver of a renewal flow (the twin of :func:`session.drive`)."""
-    try:
-        need = next(flow)
-        while True:
-            await on_login(need)
-            need = flow.send(None)
-    except StopIteration as stop:
-        return stop.value
 
 
 async def run_async(kind: str, name: str, line: str, cell: str | None = None) -> Any:

@@ -12,11 +12,15 @@ import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from .errors import ProfileError
 from .tokens import FieldNames
 from .trust import LINE, Endpoint, SetBy
+
+if TYPE_CHECKING:
+    from .oauth import OAuthSettings
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -174,8 +178,11 @@ class Profile:
     # Names (never values) of environment variables holding the secret, for scheduled runs.
     password_env: str | None = None
     token_env: str | None = None
-    # Who named each credential endpoint ("login", "refresh", "revoke"): see trust.py.
-    # Missing means the %login line or the Python code that made this profile.
+    # OAuth 2.0 / OpenID Connect (--oauth): the issuer, client and flow; None: the login above.
+    oauth: OAuthSettings | None = None
+    # Who named each credential endpoint ("login", "refresh", "revoke"; OAuth: "issuer",
+    # "token_url", "device_url", "authorize_url"): see trust.py. Missing means the %login
+    # line or the Python code that made this profile.
     set_by: dict[str, SetBy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

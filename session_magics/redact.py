@@ -109,6 +109,13 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._patterns)
 
+    def including(self, secrets: Iterable[str | Secret | None]) -> Redactor:
+        """A redactor hiding these secrets as well as this one's."""
+        more = Redactor(secrets)
+        both = Redactor()
+        both._patterns = more._patterns + self._patterns
+        return both
+
     def __repr__(self) -> str:
         return f"<Redactor of {len(self._patterns)} secret(s)>"
 
@@ -183,6 +190,22 @@ def drop_frames(exc: BaseException) -> None:
         todo += [error.__cause__, error.__context__]
 
 
+def _sealed_failure(
+    exc: BaseException,
+    secrets_of: Callable[..., Iterable[str | Secret | None]] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> BaseException:
+    """What a :func:`sealed` boundary raises for ``exc``: detached, with the secrets that
+    ``secrets_of`` names for the call's arguments hidden in its message. Returning drops
+    this frame (and the redactor, which holds the secrets) before the boundary raises."""
+    try:
+        redactor = Redactor(secrets_of(*args, **kwargs)) if secrets_of else None
+    except Exception:
+        redactor = None
+    return detach(exc, redactor)
+
+
 def sealed(secrets_of: Callable[..., Iterable[str | Secret | None]] | None = None) -> Callable[[F], F]:
     """Decorate a function that holds secrets: no traceback leaving it reaches its frame
     or any frame below it (see the module's docstring).
@@ -197,12 +220,7 @@ def sealed(secrets_of: Callable[..., Iterable[str | Secret | None]] | None = Non
             try:
                 return fn(*args, **kwargs)
             except BaseException as exc:
-                try:
-                    redactor = Redactor(secrets_of(*args, **kwargs)) if secrets_of else None
-                except Exception:
-                    redactor = None
-                failure = detach(exc, redactor)
-                redactor = None
+                failure = _sealed_failure(exc, secrets_of, args, kwargs)
             # Here, outside the handler, nothing is chained to ``failure``; and this frame,
             # the first of its new traceback, keeps none of the arguments.
             del args, kwargs
@@ -213,12 +231,7 @@ def sealed(secrets_of: Callable[..., Iterable[str | Secret | None]] | None = Non
             try:
                 return await fn(*args, **kwargs)
             except BaseException as exc:
-                try:
-                    redactor = Redactor(secrets_of(*args, **kwargs)) if secrets_of else None
-                except Exception:
-                    redactor = None
-                failure = detach(exc, redactor)
-                redactor = None
+                failure = _sealed_failure(exc, secrets_of, args, kwargs)
             del args, kwargs
             raise failure
 

@@ -31,7 +31,8 @@ from .errors import RequestSyntaxError
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION = re.compile(r"\s+HTTP/\d(\.\d)?$", re.IGNORECASE)
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+#: A ``{{expression}}`` in a request or a %login line (its inside is group 1).
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
 Evaluator = Callable[[str], Any]
 
@@ -42,6 +43,7 @@ class RequestSpec:
     url: str
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: str | None = None
+    graphql: Any = None  # a graphql.GraphQLRequest when the cell is a GraphQL operation
     body_is_json: bool | None = field(default=None, repr=False, compare=False)  # known by the parser
 
     def header(self, name: str) -> str | None:
@@ -85,7 +87,7 @@ def _interpolate(text: str, lineno: int, evaluate: Evaluator | None, *, as_json:
     out: list[str] = []
     pos = 0
     line_of_match = lineno  # counted on from the previous match: linear in the text's length
-    for match in _PLACEHOLDER.finditer(text):
+    for match in PLACEHOLDER.finditer(text):
         out.append(text[pos : match.start()])
         expr = match.group(1).strip()
         line_of_match += text.count("\n", pos, match.start())
@@ -156,11 +158,12 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
 
     request_line = _VERSION.sub("", lines[i].strip())
     # Placeholders may hold spaces ({{ page + 1 }}): look at the line with them masked.
-    masked = _PLACEHOLDER.sub(lambda m: "x" * len(m.group(0)), request_line)
+    masked = PLACEHOLDER.sub(lambda m: "x" * len(m.group(0)), request_line)
     first_space = next((k for k, ch in enumerate(masked) if ch.isspace()), None)
     word = request_line[:first_space] if first_space is not None else request_line
-    if word.upper() in METHODS and first_space is not None:
-        method = word.upper()
+    graphql = word.upper() == "GRAPHQL"  # JetBrains HTTP client: GRAPHQL URL, sent as a POST
+    if (word.upper() in METHODS or graphql) and first_space is not None:
+        method = "POST" if graphql else word.upper()
         rest_start = first_space + len(masked[first_space:]) - len(masked[first_space:].lstrip())
         target, masked_target = request_line[rest_start:], masked[rest_start:]
     elif word.upper() in METHODS:
@@ -227,12 +230,28 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
         headers.append((name, value))
         i += 1
 
+    # VS Code REST Client: X-REQUEST-TYPE: GraphQL marks a GraphQL request (not sent).
+    marked = [h for h in headers if h[0].lower() == "x-request-type" and h[1].lower() == "graphql"]
+    if marked:
+        graphql = True
+        headers = [h for h in headers if h not in marked]
+
     body: str | None = None
+    spec = RequestSpec(method=method, url=url, headers=headers)
     if i < len(lines):
         start = i + 1
         while start < len(lines) and not lines[start].strip():
             start += 1
         raw = "\n".join(lines[start:]).rstrip("\n")
+        if raw.strip() and not graphql and method == "POST" and spec.header("Content-Type") is None:
+            from urllib.parse import urlsplit
+
+            from .graphql import looks_like_graphql
+
+            graphql = looks_like_graphql(raw, urlsplit(url).path)
+        if graphql and raw.strip():
+            _graphql_body(spec, raw, no(start), evaluate)
+            return spec
         if raw.strip():
             body = _interpolate(raw, no(start), evaluate, as_json=True)
             bad_at = _lone_surrogate(body)
@@ -243,10 +262,29 @@ def parse_request(text: str, evaluate: Evaluator | None = None, *, first_line: i
                     "cannot encode",
                     bad_line,
                 )
-    spec = RequestSpec(method=method, url=url, headers=headers, body=body)
+    if graphql:
+        raise RequestSyntaxError("a GraphQL request needs its query as the body", no(i))
+    spec.body = body
     if body is not None and spec.header("Content-Type") is None and body.lstrip()[:1] in ("{", "["):
         spec.body_is_json = _check_json_body(body, no(start), filled="{{" in raw)
     return spec
+
+
+def _graphql_body(spec: RequestSpec, raw: str, lineno: int, evaluate: Evaluator | None) -> None:
+    """Make ``spec`` a GraphQL POST: the query, then the variables (JSON after a blank
+    line, ``{{expr}}`` as in any JSON body), sent as ``{"query", "variables"}``."""
+    from .graphql import GraphQLRequest, parse_variables, split_body
+
+    query, variables_text, offset = split_body(raw)
+    variables: dict[str, Any] = {}
+    if variables_text is not None:
+        text = _interpolate(variables_text, lineno + offset, evaluate, as_json=True)
+        variables = parse_variables(text, lineno + offset)
+    spec.method = "POST"
+    spec.graphql = GraphQLRequest(query, variables)
+    spec.body = json.dumps(spec.graphql.payload())
+    if spec.header("Content-Type") is None:
+        spec.headers.append(("Content-Type", "application/json"))
 
 
 def _check_json_body(body: str, first_line: int, *, filled: bool = False) -> bool:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas
     import requests
+    from requests.structures import CaseInsensitiveDict
 
 REDACTED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
@@ -33,7 +34,7 @@ RECORD_KEYS = ("results", "data", "items", "records", "rows", "entries", "values
 MAX_JSON_BYTES = 100_000  # above this, no JSON tree: a preview
 MAX_TEXT_CHARS = 20_000
 MAX_TABLE_ROWS = 20
-_UNPARSED = object()
+UNPARSED = object()  # a lazily computed value (the body as data, the DataFrame) not computed yet
 
 
 def redact_headers(
@@ -49,6 +50,16 @@ def redact_headers(
         else:
             out.append((key, value))
     return out
+
+
+def dig(data: Any, path: str | Sequence[str]) -> Any:
+    """The value at ``path`` in nested JSON objects (``"data.token"``, or ``("data", "token")``),
+    or None where a step is missing or reaches something that is not an object."""
+    for key in path.split(".") if isinstance(path, str) else path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
 
 
 def find_records(data: Any) -> list[Any] | None:
@@ -109,7 +120,8 @@ class SummaryLine:
         return {"text/plain": self.text, "text/html": summary_html(self.text, self.ok)}
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """``n`` bytes as people read them: ``512 B``, ``1.5 KB``, ``3.0 MB``."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -126,8 +138,8 @@ class ApiResult:
         self.response = response
         self._elapsed = elapsed
         self.method = method or (response.request.method if response.request else "GET") or "GET"
-        self._data: Any = _UNPARSED
-        self._df: Any = _UNPARSED
+        self._data: Any = UNPARSED
+        self._df: Any = UNPARSED
         self.extra_redacted: tuple[str, ...] = ()
         self.json_error: str | None = None  # why a body declared as JSON did not parse
         self.saved_to: str | None = None  # --save: the file that holds the body
@@ -146,7 +158,7 @@ class ApiResult:
         return self.response.reason or ""
 
     @property
-    def headers(self) -> Any:
+    def headers(self) -> CaseInsensitiveDict[str]:
         return self.response.headers
 
     @property
@@ -193,7 +205,7 @@ class ApiResult:
     @property
     def data(self) -> Any:
         """The parsed body: JSON when it parses, else the text (bytes for binary answers)."""
-        if self._data is _UNPARSED:
+        if self._data is UNPARSED:
             content = self.content
             ctype = self.headers.get("Content-Type", "").lower()
             try:
@@ -211,7 +223,7 @@ class ApiResult:
     @property
     def df(self) -> pandas.DataFrame:
         """The records as a pandas DataFrame (nested fields flattened with json_normalize)."""
-        if self._df is _UNPARSED:
+        if self._df is UNPARSED:
             try:
                 import pandas as pd
             except ImportError:
@@ -239,7 +251,7 @@ class ApiResult:
         ctype = self.headers.get("Content-Type", "").split(";")[0] or "no content type"
         line = (
             f"{self.method} {self.url} → {self.status_code} {self.reason} "
-            f"· {self.elapsed * 1000:.0f} ms · {_size(size)} {ctype}"
+            f"· {self.elapsed * 1000:.0f} ms · {human_size(size)} {ctype}"
         )
         more = self.more_pages()
         return self.redactor.text(f"{line} · {more}" if more else line)
@@ -287,10 +299,10 @@ class ApiResult:
 
     def _raw_preview_text(self) -> str:
         if self.saved_to is not None:
-            return f"The body ({_size(self.saved_bytes)}) was saved to {self.saved_to}."
+            return f"The body ({human_size(self.saved_bytes)}) was saved to {self.saved_to}."
         data = self.data
         if isinstance(data, bytes):
-            return f"<{_size(len(data))} of binary data: use .content, or --save FILE>"
+            return f"<{human_size(len(data))} of binary data: use .content, or --save FILE>"
         if isinstance(data, str):
             text = data
             if self.json_error is not None:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import LoginError, RequestFailed, SessionExpired
 from .profile import Profile
 from .redact import Redactor, sealed
+from .steps import drive
 from .store import KeyringStore, MemoryStore, TokenStore
 from .tokens import Token, parse_token_response
 from .transport import (
@@ -55,13 +56,12 @@ from .transport import (
     scrub,
     shield,
 )
-from .trust import ApprovalNeeded, Approvals, CredentialEndpointRefused, Trust
+from .trust import ApprovalNeeded, Approvals, CredentialEndpointRefused, Endpoint, Trust
 
 if TYPE_CHECKING:
     import requests
 
     from .result import ApiResult
-
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class ApiSession:
         self._token: Token | None = None
         self._loaded = False
         self._lock = threading.RLock()  # single-flight refresh and token swaps
+        self._refresh_failed: Token | None = None  # a token whose refresh was refused
         self.storage_warning: str | None = None
 
     def __repr__(self) -> str:
@@ -221,32 +222,50 @@ class ApiSession:
         """The credential rule of this profile (see :mod:`session_magics.trust`)."""
         return Trust(self.profile.origin, self.profile.allow_http, self.approvals)
 
+    def credential_endpoint(self, role: str) -> Endpoint:
+        """Where the credentials of ``role`` are posted, and who named it (see
+        :meth:`Profile.credential_endpoint`; an OAuth session has the issuer's roles)."""
+        return self.profile.credential_endpoint(role)
+
+    def credential_endpoints(self) -> list[Endpoint]:
+        """Every credential endpoint this session uses (what approvals are asked for)."""
+        return self.profile.credential_endpoints()
+
     def pending_approvals(self) -> list[ApprovalNeeded]:
         """Credential endpoints a person must approve before this profile can use them."""
-        return self.trust.pending(self.profile.credential_endpoints())
+        return self.trust.pending(self.credential_endpoints())
 
     def credential_origins(self) -> list[str]:
         """Origins other than the API's that this profile sends credentials to."""
         from .trust import foreign_origins
 
-        return foreign_origins(self.profile.credential_endpoints(), self.profile.origin)
+        return foreign_origins(self.credential_endpoints(), self.profile.origin)
+
+    def _json_credentials(self) -> bool:
+        """Whether credential requests carry JSON (``--body json``) rather than a form."""
+        return self.profile.body == "json"
 
     def _send_credentials(
-        self, role: str, payload: dict[str, str], secrets: tuple[str | None, ...]
+        self,
+        role: str,
+        payload: dict[str, str],
+        secrets: tuple[str | None, ...],
+        *,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        """POST ``payload`` to the ``role`` endpoint (login, refresh, revoke): the one way a
-        credential leaves. The trust check comes first; nothing is sent when it fails."""
-        url = self.trust.require(self.profile.credential_endpoint(role))
-        accept = {"Accept": "application/json"}
-        if self.profile.body == "json":
-            return self._send(
-                "POST", url, json_body=payload, headers=accept, secrets=secrets, credentials=True
-            )
-        return self._send("POST", url, data=payload, headers=accept, secrets=secrets, credentials=True)
+        """POST ``payload`` to the ``role`` endpoint (login, refresh, revoke; an OAuth
+        issuer's token, device and revoke): the one way a credential leaves. The trust
+        check comes first; nothing is sent when it fails. ``headers``: e.g. the OAuth
+        client's Basic credentials, which are a secret of the same endpoint."""
+        url = self.trust.require(self.credential_endpoint(role))
+        sent = {"Accept": "application/json", **(headers or {})}
+        if self._json_credentials():
+            return self._send("POST", url, json_body=payload, headers=sent, secrets=secrets, credentials=True)
+        return self._send("POST", url, data=payload, headers=sent, secrets=secrets, credentials=True)
 
     def _post_credentials(self, role: str, payload: dict[str, str], secrets: tuple[str, ...]) -> Any:
         resp = self._send_credentials(role, payload, secrets)
-        url = self.profile.credential_endpoint(role).url
+        url = self.credential_endpoint(role).url
         ctype = resp.headers.get("Content-Type", "")
         try:
             data = resp.json()
@@ -325,9 +344,9 @@ class ApiSession:
                 return None
             if stale is not None and current.access_token != stale.access_token:
                 return current  # renewed meanwhile by another thread
-            if not current.refresh_token:
-                return None
-            self.trust.require(self.profile.credential_endpoint("refresh"))  # before any wait
+            if not current.refresh_token or current is self._refresh_failed:
+                return None  # (threads that wait here after a refused refresh do not try again)
+            self.trust.require(self.credential_endpoint("refresh"))  # before any wait
             with suppress(KeyringError):  # the lock is for races, not a precondition
                 held.enter_context(self.store.locked("refresh the token"))
             stored = self._stored_newer_than(current)
@@ -346,6 +365,7 @@ class ApiSession:
                         data, fields=self.profile.fields, user=current.user, previous=current
                     )
             except LoginError:
+                self._refresh_failed = current
                 return None
             return self._remember(token)
 
@@ -421,11 +441,15 @@ class ApiSession:
         value = f"{scheme} {token.access_token}" if scheme else token.access_token
         return self.profile.header, value
 
+    def renewable(self, token: Token) -> bool:
+        """Whether ``token`` can be renewed without a person (here: it has a refresh token)."""
+        return bool(token.refresh_token)
+
     def _usable_token(self) -> tuple[Token | None, bool, ApprovalNeeded | None]:
         """The token to send first; whether a refresh was tried for it and failed (the 401
         that may follow does not try another), and the approval that stopped a refresh."""
         token = self.token
-        if token is not None and token.refresh_token and token.is_expired(self.leeway):
+        if token is not None and self.renewable(token) and token.is_expired(self.leeway):
             try:
                 renewed = self.refresh(stale=token)
             except ApprovalNeeded as exc:
@@ -556,9 +580,10 @@ class ApiSession:
         :class:`~session_magics.errors.SessionExpired`.
         """
         flow = self.request_flow(method, url, **kwargs)
-        return drive(flow, on_login or self._no_login)
+        return drive(flow, on_login or self.no_login)
 
-    def _no_login(self, need: NeedLogin) -> None:
+    def no_login(self, need: NeedLogin) -> None:
+        """The login driver for where nobody is asked: the approval needed, or SessionExpired."""
         if need.approval is not None:
             raise need.approval
         if need.reason == "expired":
@@ -571,18 +596,6 @@ class ApiSession:
 
 def _secrets_of(token: Token | None) -> tuple[str | None, ...]:
     return (token.access_token, token.refresh_token) if token is not None else ()
-
-
-@sealed()  # the frames of the flow hold the token (its header): no traceback reaches them
-def drive(flow: Generator[NeedLogin, None, Any], on_login: LoginDriver) -> Any:
-    """Run a renewal flow synchronously, answering each :class:`NeedLogin` with ``on_login``."""
-    try:
-        need = next(flow)
-        while True:
-            on_login(need)
-            need = flow.send(None)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _server_error(resp: requests.Response, data: Any) -> str:

@@ -44,12 +44,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import Interrupted, KeyringError
 from .profile import Profile
 from .redact import Secret, redact_message, sealed
 from .tokens import Token
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+    from keyring.backend import KeyringBackend
 
 T = TypeVar("T")
 LAST_USER = "@last-user"
@@ -150,8 +154,8 @@ def _call_with_timeout(
                 with contextlib.suppress(Exception):
                     on_late()
 
-    threading.Thread(target=run, name="session-magics-keyring", daemon=True).start()
-    try:
+    try:  # the thread starts inside: a Ctrl+C landing while it starts is handled below too
+        threading.Thread(target=run, name="session-magics-keyring", daemon=True).start()
         answered = done.wait(timeout)
     except KeyboardInterrupt:
         with state:
@@ -166,7 +170,7 @@ def _call_with_timeout(
         raise KeyringError(
             f"the OS keyring did not answer within {timeout:g} s while trying to {what}. "
             "It may be locked and waiting for a password prompt that cannot be shown here. "
-            "Unlock it (or see the README's troubleshooting section), or use --no-keyring "
+            "Unlock it (or see docs/troubleshooting.md), or use --no-keyring "
             "to keep the token in memory for this kernel only."
         )
     if "error" in box:
@@ -181,12 +185,12 @@ def _call_with_timeout(
     return box["value"]  # type: ignore[no-any-return,unused-ignore]
 
 
-def describe_backend(backend: Any) -> str:
+def describe_backend(backend: KeyringBackend) -> str:
     cls = type(backend)
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def unsafe_backend_reason(backend: Any, allow_plaintext: bool = False) -> str | None:
+def unsafe_backend_reason(backend: KeyringBackend, allow_plaintext: bool = False) -> str | None:
     """Why ``backend`` must not hold tokens, or None if it is fine."""
     from keyring.backends import chainer, fail, null
 
@@ -194,7 +198,7 @@ def unsafe_backend_reason(backend: Any, allow_plaintext: bool = False) -> str | 
         return (
             "no OS keyring is available (keyring found no recommended backend; usual on "
             "headless Linux, in containers and WSL). Start a Secret Service (e.g. "
-            "gnome-keyring; see the README's troubleshooting section), or use --no-keyring "
+            "gnome-keyring; see docs/troubleshooting.md), or use --no-keyring "
             "to keep the token in memory for this kernel only."
         )
     if isinstance(backend, null.Keyring):
@@ -220,7 +224,7 @@ def unsafe_backend_reason(backend: Any, allow_plaintext: bool = False) -> str | 
     return None
 
 
-def safe_backend(backend: Any, allow_plaintext: bool = False) -> Any:
+def safe_backend(backend: KeyringBackend, allow_plaintext: bool = False) -> KeyringBackend:
     """Unwrap keyring's chainer: use its best *safe* backend alone.
 
     The chainer tries its backends in turn, so a write the Secret Service refuses
@@ -241,7 +245,7 @@ class KeyringStore:
 
     def __init__(
         self,
-        backend: Any | None = None,
+        backend: KeyringBackend | None = None,
         *,
         timeout: float = 10.0,
         allow_plaintext: bool = False,
@@ -253,7 +257,7 @@ class KeyringStore:
         self.timeout = timeout
         self.allow_plaintext = allow_plaintext
         self.lock_path = default_lock_path() if lock_path == "" else lock_path
-        self._file_lock: Any = None
+        self._file_lock: BaseFileLock | None = None
         # Values are held as Secret (a repr that shows nothing): a debugger or a Verbose
         # traceback that reaches this store shows no token.
         self._cache: dict[tuple[str, str], Secret | None] = {}
@@ -261,15 +265,13 @@ class KeyringStore:
         # a call that times out and finishes later is checked against it.
         self._intent: dict[tuple[str, str], Secret | None] = {}
         self._lock = threading.Lock()
-        self.reads = 0  # keyring reads made, for tests and benchmarks
-        self.writes = 0
 
     @property
     def description(self) -> str:
         return f"OS keyring ({describe_backend(self.backend)})"
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> KeyringBackend:
         if self._backend is None:
             import keyring
 
@@ -314,10 +316,10 @@ class KeyringStore:
         try:
             yield
         finally:
-            if acquired:
+            if lock is not None and acquired:
                 lock.release()
 
-    def _get_file_lock(self) -> Any:
+    def _get_file_lock(self) -> BaseFileLock | None:
         if self.lock_path is None:
             return None
         with self._lock:  # one FileLock object: two would exclude each other in one thread
@@ -340,7 +342,6 @@ class KeyringStore:
                 return _reveal(self._cache[key])
         backend = self.backend
         value = self._guard(lambda: backend.get_password(service, user), "read a token")
-        self.reads += 1
         with self._lock:
             self._cache[key] = _hold(value)
         return value
@@ -368,7 +369,6 @@ class KeyringStore:
                 # Two processes writing the same entry at once can trip the Secret Service
                 # (secretstorage's ItemNotFoundException while the other replaces the item).
                 time.sleep(delay)
-        self.writes += 1
         with self._lock:
             self._cache[key] = Secret(value)
 
@@ -459,7 +459,8 @@ class KeyringStore:
                 "and try again, or use --no-keyring."
             ) from None
         except keyring.errors.NoKeyringError:
-            raise KeyringError(unsafe_backend_reason(self._backend) or "no keyring") from None
+            reason = unsafe_backend_reason(self._backend) if self._backend is not None else None
+            raise KeyringError(reason or "no keyring") from None
         except keyring.errors.InitError as exc:
             raise KeyringError(f"the OS keyring could not be opened to {what}: {exc}") from None
         except keyring.errors.KeyringError as exc:
@@ -567,6 +568,11 @@ class KeyringStore:
     def last_user(self, profile: Profile, *, fresh: bool = False) -> str | None:
         with self._exclusive("read a token"):
             return self._get(profile.keyring_service, LAST_USER, fresh=fresh)
+
+    def secret(self, service: str, user: str) -> str | None:
+        """Another secret kept in the keyring by the user (an OAuth client secret), or None."""
+        with self._exclusive("read a client secret"):
+            return self._get(service, user, fresh=True)  # it may have been stored since
 
 
 def _chunk_count(value: str | None) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LoginError
+from .result import dig
 
 ACCESS_FIELDS = ("access_token", "access", "token", "key", "id_token")
 REFRESH_FIELDS = ("refresh_token", "refresh")
@@ -91,6 +92,9 @@ class Token:
     # way the login was (JSON under this name, or an OAuth2 form).
     refresh_field: str | None = None
     obtained_at: float = field(default_factory=time.time)
+    # OAuth: the scopes granted and the issuer whose endpoints alone may see the refresh token.
+    scope: str | None = None
+    issuer: str | None = None
 
     def __repr__(self) -> str:
         parts = [f"type={self.token_type!r}"]
@@ -108,8 +112,17 @@ class Token:
         return self.expires_at - (time.time() if now is None else now)
 
     def is_expired(self, leeway: float = 0.0, now: float | None = None) -> bool:
+        """Whether the token expires within ``leeway`` seconds — or within half its
+        lifetime when that is shorter: a token that lives 5 s with a leeway of 30 s would
+        otherwise be renewed before every request."""
         left = self.expires_in(now)
-        return left is not None and left <= leeway
+        if left is None:
+            return False
+        if self.expires_at is not None and self.obtained_at > 0:
+            lifetime = self.expires_at - self.obtained_at
+            if lifetime > 0:
+                leeway = min(leeway, lifetime / 2)
+        return left <= leeway
 
     def describe_expiry(self, now: float | None = None) -> str:
         left = self.expires_in(now)
@@ -136,6 +149,8 @@ class Token:
             "u": self.user,
             "f": self.refresh_field,
             "o": self.obtained_at,
+            "s": self.scope,
+            "i": self.issuer,
         }
         return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"))
 
@@ -153,6 +168,8 @@ class Token:
             user=data.get("u"),
             refresh_field=data.get("f"),
             obtained_at=plausible_time(data.get("o")) or 0.0,
+            scope=data.get("s") if isinstance(data.get("s"), str) else None,
+            issuer=data.get("i") if isinstance(data.get("i"), str) else None,
         )
 
 
@@ -178,15 +195,6 @@ def jwt_expiry(token: str) -> float | None:
     except jwt.PyJWTError:
         return None
     return plausible_time(claims.get("exp"))
-
-
-def _dig(data: Mapping[str, Any], path: str) -> Any:
-    cur: Any = data
-    for part in path.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
 
 
 def _first(data: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -225,7 +233,7 @@ def parse_token_response(
         )
     access: Any
     if fields.access:
-        access = _dig(data, fields.access)
+        access = dig(data, fields.access)
         if not isinstance(access, str) or not access:
             raise LoginError(f"the token response has no string field {fields.access!r}")
     else:
@@ -239,7 +247,7 @@ def parse_token_response(
             )
     if fields.refresh:
         refresh_name: str | None = fields.refresh
-        refresh = _dig(data, fields.refresh)
+        refresh = dig(data, fields.refresh)
         refresh = refresh if isinstance(refresh, str) and refresh else None
     else:
         refresh_name, refresh = _first(data, REFRESH_FIELDS)
@@ -255,7 +263,7 @@ def parse_token_response(
 
     now = time.time() if now is None else now
     expires_at: float | None = None
-    raw_exp = _dig(data, fields.expires_in) if fields.expires_in else data.get("expires_in")
+    raw_exp = dig(data, fields.expires_in) if fields.expires_in else data.get("expires_in")
     lifetime = plausible_lifetime(raw_exp)
     if lifetime is not None:
         expires_at = now + lifetime

@@ -334,18 +334,8 @@ def _watched_connections() -> tuple[type, type]:
                 deadline.watch(self.sock)
             super().request(*args, **kwargs)
 
-    class _WatchedHTTPS(HTTPSConnection):
-        def connect(self) -> None:
-            super().connect()
-            deadline = current_deadline()
-            if deadline is not None:
-                deadline.watch(self.sock)
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            deadline = current_deadline()
-            if deadline is not None:
-                deadline.watch(self.sock)
-            super().request(*args, **kwargs)
+    class _WatchedHTTPS(_WatchedHTTP, HTTPSConnection):
+        """The same over TLS: ``super()`` in _WatchedHTTP's methods is HTTPSConnection's."""
 
     return _WatchedHTTP, _WatchedHTTPS
 
@@ -380,7 +370,87 @@ def _make_retry(**kwargs: Any) -> Any:
                     raise MaxRetryError(_pool, url, ResponseError("no time left for a retry"))
             return new
 
+        def sleep_for_retry(self, response: Any) -> bool:
+            # Pages fetched at once share one back-off: every thread of the walk waits.
+            from .backoff import current
+
+            shared = current()
+            wait = self.get_retry_after(response) if shared is not None else None
+            if shared is None or wait is None:
+                return bool(super().sleep_for_retry(response))
+            shared.hold(wait)
+            deadline = current_deadline()  # another thread's longer hold: not past this request's time
+            shared.wait(None if deadline is None else deadline.remaining())
+            return True
+
     return _Retry(**kwargs)
+
+
+#: The environment variables that requests' per-request settings depend on, for http and
+#: https URLs on a platform whose proxies come from the environment only (Linux and other
+#: POSIX systems but macOS): the proxies (lower and upper case, as urllib reads them; an
+#: ``all_proxy`` applies to every scheme), the hosts that bypass them, the CGI marker that
+#: makes urllib ignore ``HTTP_PROXY``, and the CA bundle variables that set ``verify``.
+ENVIRONMENT_SETTINGS = (
+    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+    "no_proxy", "NO_PROXY", "REQUEST_METHOD", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+)  # fmt: skip
+_CACHED_SETTINGS_MAX = 64
+
+
+class _EnvironmentSettings:
+    """requests' ``merge_environment_settings`` (proxies from the environment, the hosts
+    that bypass them, the CA bundle), computed once per origin and reused while the
+    variables it depends on keep their values.
+
+    requests looks them up on every request: ``urllib.request.getproxies()`` walks the
+    whole environment twice (for the proxies, then for ``no_proxy``), which costs more
+    than the rest of a small local request's preparation. Here the key is the request's
+    scheme and host:port, the settings passed in, and the values of
+    :data:`ENVIRONMENT_SETTINGS` — reading those few variables is cheap, so a change
+    between cells (``os.environ["NO_PROXY"] = ...``) is seen by the next request. On
+    macOS and Windows, where urllib also reads the system's proxy settings (which could
+    change without any variable changing), nothing is cached.
+
+    Kept for the benchmark table's per-request rows (``benchmarks/variants.py``): without
+    it the core (row core) takes 1.14× as long and ``%%api -q`` (row api_q, and its
+    ratio to the hand-written cell) 1.10×.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def merge(self, http: Any, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        import urllib.request
+
+        import requests
+
+        compute = requests.Session.merge_environment_settings
+        if not http.trust_env or urllib.request.getproxies is not urllib.request.getproxies_environment:
+            return compute(http, url, proxies, stream, verify, cert)
+        import os
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            where = (parts.scheme.lower(), parts.netloc.lower())
+            key = (
+                where,
+                tuple(sorted(proxies.items())) if proxies else (),
+                tuple(sorted(http.proxies.items())) if http.proxies else (),
+                stream, http.stream, repr(verify), repr(http.verify), repr(cert), repr(http.cert),
+                tuple(map(os.environ.get, ENVIRONMENT_SETTINGS)),
+            )  # fmt: skip
+            hash(key)
+        except (TypeError, ValueError):  # something unusual: no caching
+            return compute(http, url, proxies, stream, verify, cert)
+        found = self._cache.get(key)
+        if found is None:
+            found = compute(http, url, proxies, stream, verify, cert)
+            if len(self._cache) >= _CACHED_SETTINGS_MAX:
+                self._cache.clear()
+            self._cache[key] = found
+        return {**found, "proxies": dict(found["proxies"])}  # callers may change what they get
 
 
 def _build_http(profile: Profile) -> requests.Session:
@@ -425,6 +495,11 @@ def _build_http(profile: Profile) -> requests.Session:
             return manager
 
     class _Session(requests.Session):
+        _environment = _EnvironmentSettings()
+
+        def merge_environment_settings(self, url: Any, *settings: Any) -> Any:
+            return self._environment.merge(self, url, *settings)
+
         def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
             url = prepared_request.url or ""
             headers = prepared_request.headers
@@ -522,9 +597,9 @@ class Download:
 
 
 def _size(n: int) -> str:
-    from .result import _size as size
+    from .result import human_size
 
-    return size(n)
+    return human_size(n)
 
 
 def check_headers(headers: Any) -> str | None:
@@ -607,7 +682,7 @@ class Transport:
                 resp = self.http.request(
                     method,
                     url,
-                    headers=headers,
+                    headers=headers or None,  # (an empty dict costs requests a merge)
                     data=data,
                     json=json_body,
                     timeout=limit,

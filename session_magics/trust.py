@@ -17,9 +17,10 @@ and port read one way; plain ``http`` only to this machine (loopback) or with
 
 The access-token rule lives in :meth:`session_magics.profile.Profile.owns`; the
 credential rule lives in :func:`check`, and every credential request (login, refresh,
-revoke at ``%logout``; later the OAuth flows) asks :meth:`Trust.require` before it is
-sent — also for a token stored on an earlier day, since the check looks at the endpoint
-at the time of sending, not at the time of the login.
+revoke at ``%logout``; the OAuth flows' token, device and revocation requests) asks
+:meth:`Trust.require` before it is sent — also for a token stored on an earlier day,
+since the check looks at the endpoint at the time of sending, not at the time of the
+login.
 
 Approvals are kept in the user's config file (``~/.config/session-magics/config.toml``),
 per project folder and origin::
@@ -31,22 +32,27 @@ A project file cannot approve anything (the table is refused there), and the use
 written only after a person said yes (the login form's checkbox, a y/N prompt in a
 terminal), or by the person editing it.
 
-Reuse (OAuth): describe each endpoint with :class:`Endpoint` (``role`` is free text, e.g.
-``"token"``, ``"device"``, ``"revoke"``; ``set_by`` says which file or line named it) and
-call ``trust.require(endpoint)`` right before sending a secret there;
-``trust.pending(endpoints)`` lists what a form should ask approval for, and
-``trust.approve(exc)`` records a yes.
+OAuth (:mod:`session_magics.oauth`): an OAuth session's credential endpoints are the
+issuer (checked before its discovery documents are fetched), its token, device and
+revocation endpoints, and the sign-in page of the code flow; each request names its
+role and goes through ``ApiSession._send_credentials``. Endpoints from discovery carry
+the issuer's :class:`SetBy` and are judged by their own origin, so a project's issuer
+cannot lead credentials to an origin the user did not approve. A form or panel lists
+``trust.pending(endpoints)`` and records a yes with ``trust.approve(exc)``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ApprovalNeeded, CredentialEndpointRefused, SessionMagicsError
+
+if TYPE_CHECKING:
+    from .session import ApiSession
 
 __all__ = [
     "ApprovalNeeded",
@@ -114,8 +120,9 @@ def approval_needed(endpoint: Endpoint, origin: str, api_origin: str, config_fil
     where = endpoint.set_by.describe()
     return ApprovalNeeded(
         f"not sent: {where} puts the {endpoint.role} endpoint on {origin}, not the API's "
-        f"{api_origin}; approve that once: %login without --password-env, or add under "
-        f"[{APPROVALS_TABLE}] in {config_file}: {approval_line(project_dir, origin)}",
+        f"{api_origin}; approve that once: run %login where you can answer (without "
+        f"--password-env), or add under [{APPROVALS_TABLE}] in {config_file}: "
+        f"{approval_line(project_dir, origin)}",
         endpoint=endpoint,
         origin=origin,
         project_dir=project_dir,
@@ -275,34 +282,37 @@ class Trust:
         self.approvals.approve(needed.project_dir, needed.origin)
 
 
-def foreign_origins(endpoints: Iterable[Endpoint], api_origin: tuple[str, str, int]) -> list[str]:
-    """The origins other than the API's that these endpoints post credentials to."""
+def foreign_endpoints(
+    endpoints: Iterable[Endpoint], api_origin: tuple[str, str, int] | None
+) -> Iterator[tuple[str, tuple[str, str, int], Endpoint]]:
+    """Each endpoint that posts credentials to an origin other than the API's, with that
+    origin as shown (``https://login.example.com``) and as compared."""
     from .profile import format_origin, origin_of
 
-    seen: list[str] = []
     for endpoint in endpoints:
         origin = origin_of(endpoint.url)
-        if origin is not None and origin != api_origin and format_origin(origin) not in seen:
-            seen.append(format_origin(origin))
-    return seen
+        if origin is not None and origin != api_origin:
+            yield format_origin(origin), origin, endpoint
 
 
-def credentials_note(session: Any) -> str:
+def foreign_origins(endpoints: Iterable[Endpoint], api_origin: tuple[str, str, int]) -> list[str]:
+    """The origins other than the API's that these endpoints post credentials to."""
+    return list(dict.fromkeys(text for text, _, _ in foreign_endpoints(endpoints, api_origin)))
+
+
+def credentials_note(session: ApiSession) -> str:
     """`` — credentials go to ORIGIN`` when the profile posts credentials to another origin
     than the API's (an identity provider, say), with who set it and whether it is approved."""
-    from .profile import format_origin, origin_of
-
     try:
-        endpoints = session.profile.credential_endpoints()
+        endpoints = session.credential_endpoints()
         pending = {p.origin for p in session.pending_approvals()}
     except SessionMagicsError:
         return ""
+    # An OAuth issuer is named by its own note ("via ISSUER"): its origin is repeated here
+    # only to say who set it or that it awaits approval.
+    named = getattr(session, "issuer_origin", None)
     shown: dict[str, str] = {}
-    for endpoint in endpoints:
-        origin = origin_of(endpoint.url)
-        if origin is None or origin == session.profile.origin:
-            continue
-        text = format_origin(origin)
+    for text, origin, endpoint in foreign_endpoints(endpoints, session.profile.origin):
         if text in shown:
             continue
         note = text
@@ -310,5 +320,7 @@ def credentials_note(session: Any) -> str:
             note += f" (set by {endpoint.set_by.describe()})"
         if text in pending:
             note += ", not approved yet"
+        if origin == named and note == text:
+            continue
         shown[text] = note
     return f" — credentials go to {', '.join(shown.values())}" if shown else ""

@@ -326,19 +326,15 @@ def outcome(form: LoginForm, timeout: float) -> None:
 def credential_targets(session: ApiSession) -> tuple[list[Any], list[str]]:
     """The approvals a login needs, and one line per foreign origin credentials go to:
     "Credentials go to https://login.example.com — set by ./pyproject.toml"."""
-    from .profile import format_origin, origin_of
+    from .trust import foreign_endpoints
 
     try:
         pending = session.pending_approvals()
-        endpoints = session.profile.credential_endpoints()
+        endpoints = session.credential_endpoints()
     except SessionMagicsError:
         return [], []  # a refused endpoint: the login itself says why
     lines: dict[str, str] = {}
-    for endpoint in endpoints:
-        origin = origin_of(endpoint.url)
-        if origin is None or origin == session.profile.origin:
-            continue
-        text = format_origin(origin)
+    for text, _, endpoint in foreign_endpoints(endpoints, session.profile.origin):
         lines.setdefault(text, f"Credentials go to {text} — set by {endpoint.set_by.describe()}")
     return pending, list(lines.values())
 
@@ -358,35 +354,46 @@ def approve_all(session: ApiSession, pending: list[Any]) -> None:
             ) from None
 
 
+def terminal_approval(session: ApiSession) -> None:
+    """Say where credentials go; when a project file chose an origin not approved yet, ask
+    ``[y/N]`` and record the yes (a no, or no answer: :class:`SessionExpired`, nothing sent)."""
+    pending, where = credential_targets(session)
+    for line in where:
+        print(line, file=sys.stderr)
+    if not pending:
+        return
+    origins = ", ".join(p.origin for p in pending)
+    try:
+        answer = input(f"Send your credentials to {origins}, and remember that for this project? [y/N] ")
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise SessionExpired(
+            f"Not approved: nothing was sent to {origins}; {session.profile.describe()} is not logged in."
+        )
+    approve_all(session, pending)
+
+
 def terminal_login(session: ApiSession, title: str, user: str | None = None) -> None:
     """Prompt on the terminal: user name (if unknown) and password or token via getpass."""
     profile = session.profile
     print(title, file=sys.stderr)
-    pending, where = credential_targets(session)
-    for line in where:
-        print(line, file=sys.stderr)
-    if pending:
-        origins = ", ".join(p.origin for p in pending)
-        try:
-            answer = input(f"Send your credentials to {origins}, and remember that for this project? [y/N] ")
-        except (EOFError, KeyboardInterrupt):
-            answer = ""
-        if answer.strip().lower() not in ("y", "yes"):
-            raise SessionExpired(
-                f"Not approved: nothing was sent to {origins}; {profile.describe()} is not logged in."
-            )
-        approve_all(session, pending)
+    terminal_approval(session)
     try:
         if profile.token_mode:
             secret = getpass.getpass(f"Token for {profile.origin_text}: ")
-            session.use_token(secret, user or profile.user)
-            return
-        user = user or profile.user or input(f"User at {profile.origin_text}: ").strip()
-        secret = getpass.getpass(f"Password for {user} at {profile.origin_text}: ")
+        else:
+            user = user or profile.user or input(f"User at {profile.origin_text}: ").strip()
+            secret = getpass.getpass(f"Password for {user} at {profile.origin_text}: ")
     except (EOFError, KeyboardInterrupt):
         raise SessionExpired(f"Login cancelled: {profile.describe()} is not logged in.") from None
+    # Cleared whatever happens: a traceback (IPython keeps the last one for %debug)
+    # holds this frame and its locals.
     try:
-        session.login(user, secret)
+        if profile.token_mode:
+            session.use_token(secret, user or profile.user)
+        else:
+            session.login(user or "", secret)  # a name was asked for above
     finally:
         secret = ""
 

@@ -29,6 +29,7 @@ try:
 except ModuleNotFoundError as exc:  # only "not written yet"; any other error is real
     if exc.name != "tests.servers":
         raise
+from tests.idp.servers import *  # noqa: F403,E402  (fixtures: idp, idp_factory, oauth_api, ...)
 
 TESTS_DIR = Path(__file__).resolve().parent
 E2E_DIR = TESTS_DIR / "e2e"
@@ -115,7 +116,7 @@ def forget_stored_tokens(_secret_service_status: str | None) -> Callable[[str], 
 
     def forget(url: str) -> None:
         if _secret_service_status is None:
-            _forget_session_magics_entries(url)
+            forget_session_magics_entries(url)
 
     return forget
 
@@ -168,7 +169,7 @@ def _secret_service_status() -> str | None:
     return _secret_service_problem()
 
 
-def _forget_session_magics_entries(base_url: str | None = None) -> None:
+def forget_session_magics_entries(base_url: str | None = None) -> None:
     """Delete session-magics token entries from the private Secret Service: all of
     them, or those of ``base_url``'s origin.
 
@@ -207,6 +208,6 @@ def secret_service_keyring(_secret_service_status: str | None) -> Iterator[keyri
         cannot_run(f"no usable Secret Service ({problem}); {SECRET_SERVICE_HOW}")
     from keyring.backends import SecretService
 
-    _forget_session_magics_entries()
+    forget_session_magics_entries()
     yield SecretService.Keyring()
-    _forget_session_magics_entries()
+    forget_session_magics_entries()

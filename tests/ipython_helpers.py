@@ -92,6 +92,48 @@ def dispose(ip: InteractiveShell) -> None:
 
 
 @contextlib.contextmanager
+def shell_in(folder: Path, monkeypatch: Any) -> Iterator[Shell]:
+    """A :class:`Shell` working in ``folder`` (no project configuration around), with the
+    user's configuration in ``folder/xdg`` (``monkeypatch``: pytest's); closed on leaving."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder / "xdg"))
+    shell = Shell(str(folder / "ipython"))
+    try:
+        yield shell
+    finally:
+        shell.close()
+
+
+#: Where :func:`demo_shell` puts the demo API's password, for :func:`login_demo`.
+DEMO_PASSWORD_ENV = "SM_DEMO_PASSWORD"
+
+
+@contextlib.contextmanager
+def demo_shell(folder: Path, monkeypatch: Any) -> Iterator[Shell]:
+    """:func:`shell_in` ``folder``, with the demo API's password in ``$DEMO_PASSWORD_ENV``."""
+    monkeypatch.setenv(DEMO_PASSWORD_ENV, "penguins")
+    with shell_in(folder, monkeypatch) as shell:
+        yield shell
+
+
+def login_demo(shell: Shell, server: Any) -> None:
+    """``%login`` to the demo API ``server`` as demo, with the password of
+    :func:`demo_shell`; the login must succeed."""
+    run = shell.run(f"%login {server.url} --user demo --password-env {DEMO_PASSWORD_ENV}")
+    assert run.error is None, run.all_text
+
+
+def login_and_run(shell: Shell, server: Any, source: str) -> CellRun:
+    """:func:`login_demo` to ``server``, reset its statistics, run the cell ``source``;
+    the cell must succeed."""
+    login_demo(shell, server)
+    server.reset_stats()
+    run = shell.run(source)
+    assert run.error is None, run.all_text
+    return run
+
+
+@contextlib.contextmanager
 def shell_factory(base: Path) -> Iterator[Callable[[], Shell]]:
     """``make()`` gives a fresh :class:`Shell` (a new "kernel", its own IPython dir
     under ``base``); all of them are closed at the end."""

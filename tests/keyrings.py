@@ -74,7 +74,9 @@ class LimitedKeyring(MemoryKeyring):
 class HangingKeyring(MemoryKeyring):
     """Every call blocks until ``release()``; then it acts as a MemoryKeyring.
 
-    ``entered`` is set once a call is blocked, so a test can wait for that.
+    ``entered`` is set once a call is blocked, so a test can wait for that;
+    ``blocked`` is the number of calls blocked right now (one that gave up or was
+    released is no longer counted), and ``idle`` is set whenever that number is 0.
     A call never blocks longer than ``max_block`` seconds (then it raises), so a
     test that forgets to release leaks no thread forever; the ``hanging_keyring``
     fixture releases in its teardown.
@@ -84,17 +86,30 @@ class HangingKeyring(MemoryKeyring):
         super().__init__()
         self.max_block = max_block
         self.entered = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
         self._released = threading.Event()
+        self._count = threading.Lock()
         self.calls = 0
+        self.blocked = 0
 
     def release(self) -> None:
         self._released.set()
 
     def _block(self) -> None:
-        self.calls += 1
+        with self._count:
+            self.calls += 1
+            self.blocked += 1
+            self.idle.clear()
         self.entered.set()
-        if not self._released.wait(self.max_block):
-            raise RuntimeError(f"HangingKeyring was not released within {self.max_block} s")
+        try:
+            if not self._released.wait(self.max_block):
+                raise RuntimeError(f"HangingKeyring was not released within {self.max_block} s")
+        finally:
+            with self._count:
+                self.blocked -= 1
+                if not self.blocked:
+                    self.idle.set()
 
     def get_password(self, service: str, username: str) -> str | None:
         self._block()
@@ -107,6 +122,25 @@ class HangingKeyring(MemoryKeyring):
     def delete_password(self, service: str, username: str) -> None:
         self._block()
         super().delete_password(service, username)
+
+
+class HangingWriteKeyring(MemoryKeyring):
+    """Reads answer; a write waits until ``release`` is set (a keyring prompt nobody
+    answers... until later), then is stored. ``entered`` is set once a write waits.
+    Writes for the user names in ``passing`` go through at once. A write never waits
+    longer than 30 s (then it fails), so a test that forgets to release leaks no thread."""
+
+    def __init__(self, passing: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.passing = passing
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        if username not in self.passing:
+            self.entered.set()
+            assert self.release.wait(30), "HangingWriteKeyring was not released within 30 s"
+        super().set_password(service, username, password)
 
 
 class LockedKeyring(KeyringBackend):

@@ -24,6 +24,7 @@ Fixtures
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import pytest
 from starlette.applications import Starlette
@@ -48,6 +49,7 @@ __all__ = [
     "DEMO_SESSION_CONFIG",
     "DemoProcess",
     "DemoServer",
+    "ExpireAfter",
     "RawServer",
     "Recorder",
     "RecordingProxy",
@@ -55,13 +57,19 @@ __all__ = [
     "demo_api",
     "demo_api_factory",
     "demo_api_session",
+    "demo_expiring",
     "demo_subprocess",
     "endless_body",
+    "other_origin",
+    "project_logging_in_at",
+    "record_of",
     "raw_server",
     "recorder",
     "recorder_session",
     "recording_proxy",
+    "silent",
     "start_demo_process",
+    "stopped_afterwards",
     "trickle",
 ]
 
@@ -79,6 +87,70 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def other_origin(url: str) -> str:
+    """The same local server under its other name: ``http://localhost:PORT`` for
+    ``http://127.0.0.1:PORT``, another origin by the rules of the web."""
+    return f"http://localhost:{url.rsplit(':', 1)[1]}"
+
+
+def project_logging_in_at(folder: Path, origin: str) -> Path:
+    """``folder``, made a project whose pyproject.toml puts the token endpoint on
+    ``origin`` (as a cloned repository might)."""
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(f'[tool.session_magics]\nlogin_path = "{origin}/auth/token"\n')
+    return folder
+
+
+S = TypeVar("S", bound="Stoppable")
+P = ParamSpec("P")
+
+
+class Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
+@contextlib.contextmanager
+def stopped_afterwards(start: Callable[P, S]) -> Iterator[Callable[P, S]]:
+    """``start``, keeping what it starts; on leaving, all of it is stopped (for fixtures
+    that hand a test a way to start servers)."""
+    started: list[S] = []
+
+    def keep(*args: P.args, **kwargs: P.kwargs) -> S:
+        server = start(*args, **kwargs)
+        started.append(server)
+        return server
+
+    try:
+        yield keep
+    finally:
+        for server in started:
+            server.stop()
+
+
+class ExpireAfter:
+    """ASGI middleware: after the n-th answer on ``path``, move the demo's clock on."""
+
+    def __init__(self, app: Any, state: Any, path: str, n: int, seconds: float) -> None:
+        self.app, self.state, self.path, self.n, self.seconds = app, state, path, n, seconds
+        self.count = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] == self.path:
+            self.count += 1
+            if self.count == self.n:
+                self.state.advance_clock(self.seconds)
+
+
+def demo_expiring(path: str, n: int, seconds: float, **config: Any) -> DemoServer:
+    """A demo API, not started yet (access tokens 300 s, refresh tokens 3600 s unless
+    ``config`` says otherwise), whose clock moves on by ``seconds`` after its n-th answer
+    on ``path``: its tokens expire in the middle of a run of requests."""
+    server = DemoServer(**({"access_ttl": 300, "refresh_ttl": 3600} | config))
+    server.app = ExpireAfter(server.app, server.state, path, n, seconds)
+    return server
 
 
 @pytest.fixture(scope="session")
@@ -201,16 +273,8 @@ def start_demo_process(*args: str, timeout: float = 20.0) -> DemoProcess:
 @pytest.fixture
 def demo_subprocess() -> Iterator[Callable[..., DemoProcess]]:
     """``start(*cli_args, timeout=20.0) -> DemoProcess``; terminated after the test."""
-    started: list[DemoProcess] = []
-
-    def start(*args: str, timeout: float = 20.0) -> DemoProcess:
-        proc = start_demo_process(*args, timeout=timeout)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
+    with stopped_afterwards(start_demo_process) as start:
+        yield start
 
 
 # -- the recorder --------------------------------------------------------------------
@@ -223,6 +287,21 @@ def _contains(record: dict[str, Any], text: str) -> bool:
         or any(text in k or text in v for k, v in record["raw_headers"])
         or text.encode() in record["body"]
     )
+
+
+async def record_of(request: Request) -> dict[str, Any]:
+    """What a recording server keeps of ``request``: ``method``, ``path``, ``query`` (the
+    raw query string), ``raw_headers`` (as received, in order, names in lower case) and
+    ``body`` (bytes)."""
+    return {
+        "method": request.method,
+        "path": request.url.path,
+        "query": request.scope.get("query_string", b"").decode("latin-1"),
+        "raw_headers": [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]
+        ],
+        "body": await request.body(),
+    }
 
 
 class RecorderServer(ThreadedServer):
@@ -252,21 +331,11 @@ class RecorderServer(ThreadedServer):
         super().__init__(app, name="recorder")
 
     async def _handle(self, request: Request) -> Response:
-        body = await request.body()
-        raw_headers = [
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]
-        ]
+        record = await record_of(request)
         headers: dict[str, str] = {}
-        for k, v in raw_headers:
+        for k, v in record["raw_headers"]:
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
-        record = {
-            "method": request.method,
-            "path": request.url.path,
-            "query": request.scope.get("query_string", b"").decode("latin-1"),
-            "headers": headers,
-            "raw_headers": raw_headers,
-            "body": body,
-        }
+        record["headers"] = headers
         with self._lock:
             self._requests.append(record)
         if request.url.path == "/redirect":
@@ -296,13 +365,6 @@ class RecorderServer(ThreadedServer):
             if len(got) >= count or time.monotonic() > deadline:
                 return got
             time.sleep(0.005)
-
-    def start(self, timeout: float = 10.0) -> RecorderServer:
-        super().start(timeout)
-        return self
-
-    def __enter__(self) -> RecorderServer:
-        return self.start()
 
 
 #: Short alias.
@@ -458,6 +520,25 @@ def trickle(
     return handle
 
 
+def silent(*, give_up: float = 60.0) -> Callable[..., None]:
+    """A handler that answers nothing: it reads until the client hangs up (then sets
+    ``client_left``, with ``sent`` still 0). A client still connected after ``give_up`` s
+    gets a 200 answer (``sent`` > 0, ``client_left`` unset): a client that ignored its
+    timeout fails its test instead of hanging it."""
+
+    def handle(conn: socket.socket, server: RawServer) -> None:
+        conn.settimeout(give_up)
+        try:
+            while conn.recv(65536):
+                pass  # the rest of the request, then end of file
+        except TimeoutError:
+            server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            return
+        server.client_left.set()
+
+    return handle
+
+
 def endless_body(*, limit: int = 400 * 1024 * 1024, announce: int | None = None) -> Callable[..., None]:
     """A handler that sends a body as fast as it can — ``limit`` bytes (far beyond any sane
     answer), with no length, or announcing ``announce`` bytes in Content-Length."""
@@ -508,16 +589,8 @@ class RecordingProxy(RawServer):
 @pytest.fixture
 def raw_server() -> Iterator[Callable[..., RawServer]]:
     """``raw_server(handler) -> RawServer``, started; all stopped after the test."""
-    servers: list[RawServer] = []
-
-    def make(handle: Callable[..., None]) -> RawServer:
-        server = RawServer(handle).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+    with stopped_afterwards(lambda handle: RawServer(handle).start()) as make:
+        yield make
 
 
 @pytest.fixture

@@ -347,3 +347,37 @@ def test_a_secret_in_the_file_is_reported_at_load_and_refused_at_login(dirs, api
     assert run.error is not None and type(run.error).__name__ == "ConfigError"
     assert "penguins" not in run.all_text
     assert "demo" not in shell.magics.sessions
+
+
+def test_who_named_each_credential_endpoint_survives_completing_a_profile(dirs, shells):
+    """The line, the user file and the project file each keep their name on the endpoints
+    they set (trust.py asks before credentials go where only a project file points)."""
+    from IPython.core.magic_arguments import parse_argstring
+
+    project, _, xdg = dirs
+    user = write(xdg / "session-magics" / "config.toml", 'login_path = "https://sso.example.com/token"\n')
+    pyproject = write(
+        project / "pyproject.toml",
+        """
+        [tool.session_magics.profiles.p]
+        base_url = "https://api.example.com"
+        refresh = "https://auth.example.com/refresh"
+        revoke = "https://auth.example.com/revoke"
+        """,
+    )
+    magics = shells().magics
+    line = parse_argstring(magics.login, "--profile p --revoke https://line.example.com/revoke")
+    profile = magics.profile_from_args(line)
+    kinds = {key: (by.kind, by.file) for key, by in profile.set_by.items()}
+    assert kinds == {"refresh": ("project", str(pyproject)), "login": ("user", str(user))}
+    assert profile.revoke == "https://line.example.com/revoke"  # the line won, and is its own
+    assert profile.credential_endpoint("revoke").set_by.kind == "line"
+    assert profile.credential_endpoint("login").url == "https://sso.example.com/token"
+
+    magics.sessions.pop("p", None)
+    configured = magics.session("p")  # made from the file's table alone, no %login line
+    assert {key: by.kind for key, by in configured.profile.set_by.items()} == {
+        "refresh": "project",
+        "revoke": "project",
+        "login": "user",
+    }

@@ -361,7 +361,7 @@ def test_ctrl_c_in_the_secret_service_wrapper_stops_its_daemons_and_removes_the_
         "ring = SecretService.Keyring()\n"
         "print('READY', flush=True)\n"
         "try:\n"
-        "    time.sleep(600)\n"
+        "    signal.pause()  # until the Ctrl+C\n"
         "except KeyboardInterrupt:\n"
         "    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stops in its own time\n"
         "    try:\n"

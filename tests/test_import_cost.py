@@ -21,6 +21,8 @@ HEAVY = (
     "tqdm",
     "jwt",
     "filelock",
+    "session_magics.oauth",  # OAuth logins load when a profile uses them
+    "http.server",
 )
 
 PROBE = textwrap.dedent(

@@ -147,7 +147,6 @@ def test_memory_keyring_counts_reads_and_writes(memory_keyring):
     with pytest.raises(PasswordDeleteError):
         memory_keyring.delete_password("svc", "u")
     assert (memory_keyring.reads, memory_keyring.writes) == (2, 3)
-    assert MemoryKeyring.priority == 1
 
 
 def test_test_backends_stay_out_of_keyring_discovery():
@@ -171,7 +170,6 @@ def test_limited_keyring_rejects_values_over_the_windows_limit():
 
 def test_locked_keyring_raises_keyring_locked():
     ring = LockedKeyring()
-    assert ring.priority == 1
     for call in (
         lambda: ring.get_password("svc", "u"),
         lambda: ring.set_password("svc", "u", "v"),
@@ -197,12 +195,12 @@ def test_hanging_keyring_blocks_until_released(hanging_keyring):
         target=lambda: results.append(hanging_keyring.get_password("svc", "u")), daemon=True
     )
     worker.start()
-    assert hanging_keyring.entered.wait(5)
-    worker.join(0.2)
-    assert worker.is_alive() and results == []
+    assert hanging_keyring.entered.wait(30)
+    assert hanging_keyring.blocked == 1 and not hanging_keyring.idle.is_set() and results == []
     hanging_keyring.release()
-    worker.join(5)
+    worker.join(30)
     assert not worker.is_alive() and results == [None]
+    assert hanging_keyring.blocked == 0 and hanging_keyring.idle.is_set()
 
 
 def test_hanging_keyring_gives_up_after_max_block():
@@ -225,16 +223,16 @@ def test_set_keyring_does_not_leak_out_of_a_test():
 def test_session_magics_entries_are_forgotten_between_tests(secret_service_keyring):
     """The cleanup behind the ``api`` and ``secret_service_keyring`` fixtures removes
     session-magics entries (one origin, or all) and nothing else."""
-    from tests.conftest import _forget_session_magics_entries
+    from tests.conftest import forget_session_magics_entries
 
     other = unique_service()
     ours = ["session-magics http://127.0.0.1:1", "session-magics http://127.0.0.1:10"]
     for service in [other, *ours]:
         secret_service_keyring.set_password(service, "alice", "value")
-    _forget_session_magics_entries("http://127.0.0.1:1")
+    forget_session_magics_entries("http://127.0.0.1:1")
     assert secret_service_keyring.get_password(ours[0], "alice") is None
     assert secret_service_keyring.get_password(ours[1], "alice") == "value"  # another port: kept
-    _forget_session_magics_entries()
+    forget_session_magics_entries()
     assert secret_service_keyring.get_password(ours[1], "alice") is None
     assert secret_service_keyring.get_password(other, "alice") == "value"
     secret_service_keyring.delete_password(other, "alice")

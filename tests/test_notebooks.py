@@ -82,12 +82,13 @@ def test_expired_session_without_credentials_fails_fast_in_nbclient(secret_servi
             nbformat.v4.new_code_cell("print('NOT REACHED')"),
         ]
         with pytest.raises(CellExecutionError) as info:
-            run_notebook(nb2, timeout=60)
-    # A cell that waited for a form would end in nbclient's CellTimeoutError (60 s),
-    # which is not the CellExecutionError expected here.
+            run_notebook(nb2)
+    # NoFrontendError is raised before any wait. A cell that waited for a form would end
+    # otherwise: in SessionExpired "No login within 300 s" (login_timeout), or first in
+    # nbclient's CellTimeoutError, which is not a CellExecutionError.
     assert "Already logged in" in outputs_text(nb2)  # the stored token was reused first
     assert "NoFrontendError" in str(info.value) and "nobody can be asked" in str(info.value)
-    assert "Session expired" in str(info.value)
+    assert "Session expired" in str(info.value) and "No login within" not in str(info.value)
     assert "NOT REACHED" not in outputs_text(nb2)
 
 
@@ -112,7 +113,31 @@ def test_explore_notebook_paginates_extracts_and_plots(secret_service_keyring, k
     plots = [out for out in outputs["import matplotlib.pyplot as plt"] if "image/png" in out.get("data", {})]
     assert len(plots) == 1
     assert stats["requests_by_path"]["/penguins"] == 7 + 18 + 4  # --all walked every page
-    assert stats["requests_by_path"]["/penguins/cursor"] == 4
+    assert stats["requests_by_path"]["/penguins/cursor"] == 4 + 4
+
+    def containing(text):
+        cell = next(c for c in nb.cells if c.cell_type == "code" and text in c.source)
+        return "\n".join(
+            str(out.get("data", {}).get("text/plain", "")) + out.get("text", "") for out in cell.outputs
+        )
+
+    # Pages at once, against the demo API with 50 ms latency; the same frame one by one.
+    at_once = containing("records = %api GET /records?n=3000&per_page=100 --all --df")
+    assert "(3000, 5)" in at_once and "30 pages · 3,000 records" in at_once and "· 4 at a time" in at_once
+    one_by_one = containing("--concurrency 1")
+    assert one_by_one.rstrip().endswith("True") and "at a time" not in one_by_one
+    cursor = containing("%api GET /penguins/cursor?limit=100 --all")
+    assert "one page at a time: each page names the next by a cursor" in cursor
+    assert stats["requests_by_path"]["/records"] == 30 + 30
+    # GraphQL: variables from Python, Relay pages, errors shown as errors.
+    assert "Dream" in containing("%%api -o chinstrap")
+    relay = containing("%%api --all --df -o all_penguins")
+    assert "[344 rows x 3 columns]" in relay and "4 pages · 344 records" in relay
+    sizes = containing('all_penguins.groupby(["species", "sex"]).size()')
+    assert "Adelie" in sizes and "female" in sizes
+    error = containing("{ penguin(id: 999) { id species } }")
+    assert "GraphQL error: No penguin with id 999 (path penguin, line 1:3)" in error
+    assert stats["requests_by_path"]["/graphql"] == 1 + 4 + 1
     assert stats["password_grants"] == 1
     text = outputs_text(nb)
     assert "Logged in as demo" in text
@@ -120,3 +145,26 @@ def test_explore_notebook_paginates_extracts_and_plots(secret_service_keyring, k
     assert api.url in plain("%login --status")
     assert password not in text
     assert "eyJ" not in nbformat.writes(nb)  # no JWT anywhere in outputs
+
+
+def test_oauth_notebook_runs_headless_with_client_credentials(
+    secret_service_keyring, kernel_env, idp, oauth_api_factory
+):
+    """notebooks/oauth.ipynb against the test provider, as CI runs it: client credentials."""
+    from tests.idp.servers import CLIENT_SECRET
+
+    api = oauth_api_factory(idp)
+    kernel_env.setenv("OAUTH_API_URL", api.url)
+    kernel_env.setenv("OAUTH_ISSUER", idp.issuer)
+    kernel_env.setenv("OAUTH_FLOW", "client")
+    kernel_env.setenv("OAUTH_CLIENT_SECRET", CLIENT_SECRET)
+    nb = run_notebook(nbformat.read(NOTEBOOKS / "oauth.ipynb", as_version=4))
+    text = outputs_text(nb)
+    assert "Logged in as robot" in text and f"via {idp.issuer}" in text
+    assert "subject: None | client: robot | scope: read" in text
+    assert "Logged out of" in text
+    tokens = [v[7:] for r in api.requests() for k, v in r["raw_headers"] if v.startswith("Bearer ")]
+    assert tokens and api.statuses() == [200]
+    saved = nbformat.writes(nb)
+    assert CLIENT_SECRET not in saved and not any(t in saved for t in tokens)
+    assert idp.introspect(tokens[0])["active"] is False  # %logout revoked it

@@ -16,15 +16,13 @@ from starlette.routing import Route
 from session_magics import SessionMagicsError
 from session_magics.demo import DemoServer, ThreadedServer
 from session_magics.explore import ExtractError, extract, frame_of
-from session_magics.magics import drive_async
 from session_magics.pagination import PagedResult, next_page, paginate, with_query
 from session_magics.profile import Profile
 from session_magics.session import ApiSession, NeedLogin, drive
+from session_magics.steps import drive_async
 from session_magics.store import MemoryStore
-from tests.ipython_helpers import Shell
-
-PASSWORD_ENV = "SM_PAGES_PASSWORD"
-
+from tests.ipython_helpers import demo_shell, login_and_run, login_demo
+from tests.servers import demo_expiring
 
 # -- a second server: pagination shapes the demo API does not use ------------------
 
@@ -137,17 +135,8 @@ def hits(shapes):
 
 @pytest.fixture
 def shell(tmp_path, monkeypatch, kr):
-    monkeypatch.setenv(PASSWORD_ENV, "penguins")
-    monkeypatch.chdir(tmp_path)  # no project configuration around
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    sh = Shell(str(tmp_path / "ipython"))
-    yield sh
-    sh.close()
-
-
-def login(shell, api):
-    run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV}")
-    assert run.error is None, run.all_text
+    with demo_shell(tmp_path, monkeypatch) as sh:
+        yield sh
 
 
 def session_for(api) -> ApiSession:
@@ -164,10 +153,7 @@ def requests_to(api, path):
 
 
 def test_all_follows_link_header_and_combines_every_page(api, shell):
-    login(shell, api)
-    api.reset_stats()
-    run = shell.run("%%api --all -o pages\nGET /penguins?per_page=50")
-    assert run.error is None, run.all_text
+    run = login_and_run(shell, api, "%%api --all -o pages\nGET /penguins?per_page=50")
     result = run.result
     assert isinstance(result, PagedResult)
     assert shell.ip.user_ns["pages"] is result
@@ -180,7 +166,7 @@ def test_all_follows_link_header_and_combines_every_page(api, shell):
 
 
 def test_all_follows_links_next_in_the_body(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /penguins/pages?per_page=100 --all")
     assert run.error is None, run.all_text
     assert len(run.result.pages) == 4
@@ -189,7 +175,7 @@ def test_all_follows_links_next_in_the_body(api, shell):
 
 
 def test_all_sends_meta_next_cursor_back_as_cursor_parameter(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /penguins/cursor?limit=100 --all")
     assert run.error is None, run.all_text
     pages = run.result.pages
@@ -227,7 +213,7 @@ def test_cursor_parameter_comes_from_the_setting(shapes, hits, shell):
 
 
 def test_max_pages_stops_early_and_says_so(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /records?n=1000&per_page=10 --all --max-pages 5")
     assert run.error is None, run.all_text
     result = run.result
@@ -242,7 +228,7 @@ def test_max_pages_stops_early_and_says_so(api, shell):
 
 
 def test_max_pages_default_is_the_setting(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     shell.run("%config SessionMagics.max_pages = 3")
     run = shell.run("%api GET /records?n=1000&per_page=10 --all -q -o r")
     assert run.error is None, run.all_text
@@ -284,7 +270,7 @@ def test_an_empty_page_ends_it_and_pages_without_a_list_are_items(shapes, hits, 
 
 
 def test_progress_bar_only_for_more_than_two_pages_and_never_with_q(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /penguins?per_page=50 --all")
     assert "GET /penguins" in run.stderr and "page" in run.stderr  # tqdm's text bar
     run = shell.run("%api GET /penguins?per_page=50 --all -q")
@@ -296,7 +282,7 @@ def test_progress_bar_only_for_more_than_two_pages_and_never_with_q(api, shell):
 
 
 def test_display_of_many_records_is_bounded(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /records?n=20000&per_page=10000 --all")
     assert run.error is None, run.all_text
     bundle, metadata = run.result._repr_mimebundle_()
@@ -308,29 +294,10 @@ def test_display_of_many_records_is_bounded(api, shell):
 # -- the renewal flow on every page --------------------------------------------------
 
 
-class ExpireAfter:
-    """ASGI middleware: after the n-th answer on ``path``, move the demo's clock on."""
-
-    def __init__(self, app, state, path, n, seconds):
-        self.app, self.state, self.path, self.n, self.seconds = app, state, path, n, seconds
-        self.count = 0
-
-    async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
-        if scope["type"] == "http" and scope["path"] == self.path:
-            self.count += 1
-            if self.count == self.n:
-                self.state.advance_clock(self.seconds)
-
-
 def test_session_expiring_mid_pagination_is_refreshed_through_the_magic(kr, shell):
-    server = DemoServer(access_ttl=300, refresh_ttl=3600)
-    server.app = ExpireAfter(server.app, server.state, "/records", 3, 301)
+    server = demo_expiring("/records", 3, 301)
     with server:
-        login(shell, server)
-        server.reset_stats()
-        run = shell.run("df = %api GET /records?n=100&per_page=10 --all --df")
-        assert run.error is None, run.all_text
+        login_and_run(shell, server, "df = %api GET /records?n=100&per_page=10 --all --df --concurrency 1")
         stats = server.stats()
     assert len(shell.ip.user_ns["df"]) == 100
     assert list(shell.ip.user_ns["df"]["id"]) == list(range(1, 101))
@@ -398,7 +365,7 @@ def test_next_page_prefers_the_link_header(api):
 
 
 def test_line_form_assignment_with_all_and_df(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("penguins = %api GET /penguins?per_page=100 --all --df")
     assert run.error is None, run.all_text
     df = shell.ip.user_ns["penguins"]
@@ -410,7 +377,7 @@ def test_line_form_assignment_with_all_and_df(api, shell):
 
 
 def test_line_form_all_without_df_returns_the_paged_result(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("r = %api GET /penguins?per_page=100 --all")
     assert run.error is None, run.all_text
     assert isinstance(shell.ip.user_ns["r"], PagedResult)
@@ -418,7 +385,7 @@ def test_line_form_all_without_df_returns_the_paged_result(api, shell):
 
 
 def test_cell_df_without_all_finds_the_records_in_the_wrapper(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%%api --df -o small\nGET /penguins?per_page=5")
     assert run.error is None, run.all_text
     assert isinstance(run.result, pd.DataFrame) and list(run.result["id"]) == [1, 2, 3, 4, 5]
@@ -426,7 +393,7 @@ def test_cell_df_without_all_finds_the_records_in_the_wrapper(api, shell):
 
 
 def test_df_of_a_single_object_is_one_row(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /me --df")
     assert run.error is None, run.all_text
     assert run.result.shape[0] == 1 and run.result["username"][0] == "demo"
@@ -442,7 +409,7 @@ def test_df_flattens_nested_objects_like_json_normalize():
 
 
 def test_extract_picks_with_jmespath(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("""%api GET /penguins?per_page=200 --extract "results[?species=='Gentoo'].id" """)
     assert run.error is None, run.all_text
     assert run.result == list(range(153, 201))  # Gentoos among the first 200 penguins
@@ -452,7 +419,7 @@ def test_extract_picks_with_jmespath(api, shell):
 
 
 def test_extract_and_df_together(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("""%%api --all --df --extract "[?island=='Dream'].{id: id, mass: body_mass_g}"
 GET /penguins?per_page=100""")
     assert run.error is None, run.all_text
@@ -460,7 +427,7 @@ GET /penguins?per_page=100""")
 
 
 def test_extract_errors_are_one_line(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run('%api GET /penguins --extract "results[?"')
     assert isinstance(run.error, ExtractError)
     assert "not valid JMESPath" in str(run.error) and "\n" not in str(run.error)
@@ -472,14 +439,14 @@ def test_extract_errors_are_one_line(api, shell):
 
 
 def test_extract_that_matches_nothing_says_so(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /penguins --extract nothing_here")
     assert run.error is None and run.result is None
     assert "matched nothing" in run.stderr
 
 
 def test_df_of_a_failed_answer_is_an_error_naming_the_status(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("%api GET /status/404 --df")
     assert isinstance(run.error, SessionMagicsError)
     assert "404" in str(run.error) and "--df" in str(run.error)
@@ -510,7 +477,7 @@ def _summary_of(run) -> str:
     ],
 )
 def test_a_page_of_several_says_so_in_its_summary_line(api, shell, request_line, hint):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run(f"%%api\n{request_line}")
     assert run.error is None, run.all_text
     assert _summary_of(run).endswith(f" · {hint}"), _summary_of(run)
@@ -518,7 +485,7 @@ def test_a_page_of_several_says_so_in_its_summary_line(api, shell, request_line,
 
 
 def test_a_page_reached_by_a_cursor_does_not_guess_its_number(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     first = shell.run("r = %api GET /penguins/cursor?limit=100")
     assert first.error is None, first.all_text
     cursor = shell.ip.user_ns["r"].data["meta"]["next_cursor"]
@@ -531,14 +498,14 @@ def test_a_page_reached_by_a_cursor_does_not_guess_its_number(api, shell):
     ["GET /penguins?per_page=200&page=2", "GET /penguins?per_page=400", "GET /me", "GET /penguins --all"],
 )
 def test_the_last_or_only_page_and_all_pages_have_no_hint(api, shell, request_line):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run(f"%api {request_line}")
     assert run.error is None, run.all_text
     assert all("--all for every page" not in str(d) for d in run.displayed), run.displayed
 
 
 def test_a_page_of_several_as_a_dataframe_says_so_above_it(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     run = shell.run("df = %api GET /penguins?per_page=200 --df")
     assert run.error is None, run.all_text
     assert shell.ip.user_ns["df"].shape[0] == 200
@@ -556,7 +523,7 @@ def _summary_div(html_text: str) -> str:
 
 
 def test_summary_lines_look_the_same_for_json_tables_text_and_dataframes(api, shell):
-    login(shell, api)
+    login_demo(shell, api)
     json_tree = shell.run("%%api\nGET /me")  # a JSON tree: the summary line is a display of its own
     assert "application/json" in json_tree.displayed[-1]
     table = shell.run("%%api\nGET /penguins?per_page=5")  # a table, the summary line inside

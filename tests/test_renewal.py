@@ -3,8 +3,11 @@ proactive refresh, and a token another kernel stored meanwhile."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+import session_magics.tokens
 from session_magics import SessionExpired
 from session_magics.profile import Profile
 from session_magics.session import ApiSession
@@ -31,15 +34,46 @@ def test_403_means_expired_only_when_configured(demo_api_factory, memory_keyring
     assert api.stats()["refresh_grants"] == 1
 
 
-def test_refreshes_before_expiry_within_the_leeway(demo_api_factory, memory_keyring):
+class _ClockAhead:
+    """The time module as seen by session_magics.tokens, ``seconds`` ahead: a token looks as
+    old as it would after that long, without waiting (the server's clock is the demo API's)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+    def time(self) -> float:
+        return time.time() + self.seconds
+
+
+def test_refreshes_before_expiry_within_the_leeway(demo_api_factory, memory_keyring, monkeypatch):
     api = demo_api_factory(access_ttl=20)
     s = session_for(api, memory_keyring)
-    s.leeway = 30  # the token expires within the leeway: renew before sending
+    s.leeway = 30  # the token expires within the leeway...
     s.login("demo", api.config.password)
+    monkeypatch.setattr(session_magics.tokens, "time", _ClockAhead(11))  # ...and is past half its life
     api.reset_stats()
     assert s.request("GET", "/me").status_code == 200
     stats = api.stats()
     assert stats["refresh_grants"] == 1 and stats["unauthorized"] == 0
+
+
+def test_a_token_shorter_lived_than_the_leeway_is_not_renewed_before_every_request(
+    demo_api_factory, memory_keyring
+):
+    """A 20 s token with a 30 s leeway is used for the first half of its life: renewing it
+    whenever it expires "within the leeway" would post a refresh grant before every request."""
+    api = demo_api_factory(access_ttl=20)
+    s = session_for(api, memory_keyring)
+    s.leeway = 30
+    s.login("demo", api.config.password)
+    api.reset_stats()
+    for _ in range(5):
+        assert s.request("GET", "/me").status_code == 200
+    stats = api.stats()
+    assert stats["refresh_grants"] == 0 and stats["unauthorized"] == 0
 
 
 def test_a_token_another_kernel_stored_is_used_without_refreshing(api, memory_keyring):

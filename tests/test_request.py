@@ -4,6 +4,13 @@ from session_magics.errors import RequestSyntaxError
 from session_magics.request import parse_request
 
 
+def refusal(cell, *args, **kwargs) -> RequestSyntaxError:
+    """The error ``parse_request(cell, ...)`` raises."""
+    with pytest.raises(RequestSyntaxError) as info:
+        parse_request(cell, *args, **kwargs)
+    return info.value
+
+
 def ev(ns):
     return lambda expr: eval(expr, {}, ns)
 
@@ -78,17 +85,15 @@ def test_interpolation_url_headers_and_json_body():
     ],
 )
 def test_syntax_errors_name_the_line(cell, line, words):
-    with pytest.raises(RequestSyntaxError) as info:
-        parse_request(cell, ev({}))
-    assert info.value.lineno == line
-    assert words in str(info.value)
-    assert str(info.value).startswith(f"line {line}: ")
+    error = refusal(cell, ev({}))
+    assert error.lineno == line
+    assert words in str(error)
+    assert str(error).startswith(f"line {line}: ")
 
 
 def test_first_line_offsets_line_numbers():
-    with pytest.raises(RequestSyntaxError) as info:
-        parse_request("GET /x\nnope", first_line=3)
-    assert info.value.lineno == 4
+    error = refusal("GET /x\nnope", first_line=3)
+    assert error.lineno == 4
 
 
 def test_placeholder_without_namespace_is_an_error():
@@ -109,18 +114,16 @@ def test_placeholder_without_namespace_is_an_error():
     ],
 )
 def test_a_body_that_looks_like_json_but_is_not_is_refused_with_where(cell, line, where):
-    with pytest.raises(RequestSyntaxError) as info:
-        parse_request(cell)
-    assert info.value.lineno == line
-    message = str(info.value)
+    error = refusal(cell)
+    assert error.lineno == line
+    message = str(error)
     assert message.startswith(f"line {line}: the body looks like JSON but is not valid JSON: ")
     assert f"({where})" in message and "Content-Type" in message
 
 
 def test_the_refusal_does_not_quote_the_body():
-    with pytest.raises(RequestSyntaxError) as info:
-        parse_request('POST /echo\n\n{"password": "{{secret}}",}', ev({"secret": "hunter2-secret"}))
-    assert "hunter2" not in str(info.value)
+    error = refusal('POST /echo\n\n{"password": "{{secret}}",}', ev({"secret": "hunter2-secret"}))
+    assert "hunter2" not in str(error)
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "application/json", "application/x-custom"])
@@ -137,7 +140,6 @@ def test_valid_json_and_other_text_bodies_are_unchanged():
 
 
 def test_with_values_filled_in_the_refusal_names_the_bodys_first_line():
-    with pytest.raises(RequestSyntaxError) as info:
-        parse_request('POST /echo\n\n{"v": {{v}}}', ev({"v": "1,\nx"}))  # a string goes in as it is
-    assert info.value.lineno == 3
-    assert "(line 2, column 1 of the body with the {{...}} values in)" in str(info.value)
+    error = refusal('POST /echo\n\n{"v": {{v}}}', ev({"v": "1,\nx"}))  # a string goes in as it is
+    assert error.lineno == 3
+    assert "(line 2, column 1 of the body with the {{...}} values in)" in str(error)

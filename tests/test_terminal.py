@@ -11,6 +11,7 @@ import pexpect
 import pytest
 
 from session_magics.demo import DemoServer
+from tests.servers import other_origin, project_logging_in_at
 
 pytestmark = pytest.mark.slow
 
@@ -98,11 +99,8 @@ def test_a_projects_credential_origin_is_asked_about_once(api, tmp_path):
     kept in the user's config file."""
     import tomllib
 
-    port = api.url.rsplit(":", 1)[1]
-    other = f"http://localhost:{port}"
-    project = tmp_path / "repo"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(f'[tool.session_magics]\nlogin_path = "{other}/auth/token"\n')
+    other = other_origin(api.url)
+    project = project_logging_in_at(tmp_path / "repo", other)
     xdg = tmp_path / "xdg"
     child = spawn(tmp_path, cwd=str(project), XDG_CONFIG_HOME=str(xdg))
     try:

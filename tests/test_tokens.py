@@ -80,6 +80,20 @@ def test_expiry_helpers():
     assert "expired" in Token("A", expires_at=NOW - 1).describe_expiry(now=NOW)
 
 
+def test_a_short_lived_token_is_renewed_at_half_its_lifetime_not_before_every_request():
+    # 5 s tokens with the default 30 s leeway: fresh for the first half, due in the second.
+    t = Token("A", expires_at=NOW + 5, obtained_at=NOW)
+    assert not t.is_expired(leeway=30, now=NOW)
+    assert not t.is_expired(leeway=30, now=NOW + 2.4)
+    assert t.is_expired(leeway=30, now=NOW + 2.6)
+    # A long-lived token keeps the whole leeway.
+    long = Token("A", expires_at=NOW + 3600, obtained_at=NOW)
+    assert not long.is_expired(leeway=30, now=NOW + 3569)
+    assert long.is_expired(leeway=30, now=NOW + 3571)
+    # A stored token of an old format (no time it was obtained) keeps the whole leeway too.
+    assert Token("A", expires_at=NOW + 10, obtained_at=0.0).is_expired(leeway=30, now=NOW)
+
+
 def test_jwt_expiry_of_non_jwt():
     assert jwt_expiry("not-a-jwt") is None
     assert jwt_expiry("a.b.c") is None

@@ -228,3 +228,31 @@ def test_many_clicks_and_values_from_many_threads_log_in_once(session):
         t.join()
     assert waiting.wait_for(form.is_finished, LOST, need_frontend=False)
     assert len(logins) == 1 and form.state.done
+
+
+@pytest.mark.parametrize(
+    ("token_mode", "typed"),
+    [(False, "wrong-password"), (True, "a pasted token with spaces")],
+    ids=["password", "pasted-token"],
+)
+def test_terminal_login_clears_what_was_typed_when_the_login_fails(session, monkeypatch, token_mode, typed):
+    """The traceback of a failed terminal login (IPython keeps the last one for %debug)
+    holds terminal_login's frame: the typed password or token is no longer in it."""
+    import getpass
+
+    from session_magics.errors import LoginError
+    from session_magics.ui import terminal_login
+
+    session.profile.token_mode = token_mode
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": typed)
+    with pytest.raises(LoginError) as info:
+        terminal_login(session, "Log in")
+    frames = []
+    tb = info.tb
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    [frame] = [f for f in frames if f.f_code is terminal_login.__code__]
+    assert "secret" in frame.f_locals
+    assert typed not in repr(frame.f_locals)
+    assert typed not in str(info.value)

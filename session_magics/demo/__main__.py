@@ -9,31 +9,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .config import EXPIRED_STATUSES, DemoConfig
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
+N = TypeVar("N", int, float)
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535")
-    return value
+def _number(
+    convert: Callable[[str], N], noun: str, fits: Callable[[N], bool], rule: str
+) -> Callable[[str], N]:
+    """An argparse ``type``: ``convert`` the text, refusing what is not ``noun`` or not
+    within ``rule``."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not fits(value):
+            raise argparse.ArgumentTypeError(rule)
+        return value
+
+    return parse
+
+
+_positive = _number(float, "a number", lambda v: v > 0, "must be greater than 0")
+_port = _number(int, "a port number", lambda v: 0 <= v <= 65535, "must be between 0 and 65535")
+_latency = _number(float, "a number", lambda v: 0 <= v <= 60_000, "must be between 0 and 60000")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="status for a missing, expired or invalid access token (%(default)s)",
     )
     parser.add_argument(
+        "--latency-ms",
+        type=_latency,
+        default=d.latency_ms,
+        metavar="MS",
+        help="wait this many milliseconds before every answer, like a distant API (%(default)g)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=d.log_level,
@@ -98,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         password=args.password,
         expired_status=args.expired_status,
         log_level=args.log_level,
+        latency_ms=args.latency_ms,
     )
 
     import uvicorn
@@ -124,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  also: {url}/auth/jwt (simplejwt style), {url}/auth/apikey (API key)\n"
             f"  access tokens last {_seconds(config.access_ttl)}, refresh tokens "
             f"{_seconds(config.refresh_ttl)}; a bad token gets {config.expired_status}\n"
-            f"  try: {url}/penguins  (all endpoints: {url}/)\n"
+            + (f"  every answer waits {config.latency_ms:g} ms\n" if config.latency_ms else "")
+            + f"  try: {url}/penguins  (all endpoints: {url}/)\n"
             "  stop with Ctrl+C",
             flush=True,
         )

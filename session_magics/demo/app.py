@@ -17,8 +17,6 @@ a token or a password, and no URL the API produces carries one.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import http
 import json
@@ -140,6 +138,7 @@ class DemoState:
         self._api_key_of: dict[str, str] = {}  # username -> key
         self._stats = _Stats()
         self._issued: list[str] = []  # every token and key handed out, for leak tests
+        self.latency_ms = config.latency_ms  # POST /_latency?ms= changes it
 
     # -- clock and statistics -------------------------------------------------
 
@@ -501,20 +500,11 @@ def _paginate(
     return JSONResponse(body, headers={"Link": ", ".join(links)})
 
 
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> int:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, number = raw.partition(":")
-        offset = int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("The cursor is not valid") from None
-    if kind != "offset" or offset < 0:
-        raise BadRequest("The cursor is not valid")
-    return offset
+        return data.decode_cursor("offset", cursor)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _filtered_penguins(request: Request) -> tuple[dict[str, Any], ...]:
@@ -537,6 +527,24 @@ class _CountRequests:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/_"):
             self.state.count_request(scope["path"])
+        await self.app(scope, receive, send)
+
+
+class _Latency:
+    """ASGI middleware: every answer waits ``latency_ms`` first (not ``/_…``, ``/healthz``).
+
+    The wait is asynchronous: requests sent at once are answered at once, as by a
+    real API some distance away.
+    """
+
+    def __init__(self, app: ASGIApp, state: DemoState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        delay = self.state.latency_ms / 1000
+        if delay > 0 and scope["type"] == "http" and not scope["path"].startswith(("/_", "/healthz")):
+            await asyncio.sleep(delay)
         await self.app(scope, receive, send)
 
 
@@ -580,6 +588,11 @@ class _Endpoints:
     async def reset_stats(self, request: Request) -> Response:
         self.state.reset_stats()
         return JSONResponse({"ok": True})
+
+    async def latency(self, request: Request) -> Response:
+        """``POST /_latency?ms=50``: every answer from now on waits that long (0: none)."""
+        self.state.latency_ms = _float_query(request, "ms", 0.0, 60_000.0)
+        return JSONResponse({"latency_ms": self.state.latency_ms})
 
     async def redirect(self, request: Request) -> Response:
         target = request.query_params.get("to")
@@ -745,7 +758,7 @@ class _Endpoints:
         offset = _decode_cursor(cursor) if cursor else 0
         limit = _int_query(request, "limit", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
         end = offset + limit
-        next_cursor = _encode_cursor(end) if end < len(rows) else None
+        next_cursor = data.encode_cursor("offset", end) if end < len(rows) else None
         return JSONResponse(
             {"data": list(rows[offset:end]), "meta": {"next_cursor": next_cursor, "total": len(rows)}}
         )
@@ -868,8 +881,9 @@ ENDPOINT_DOCS: tuple[str, ...] = (
     "GET /small, /big?mb=, /binary?kb=, /slow?seconds=, /status/{code}?retry_after=",
     "GET /html, /text, /malformed",
     "POST /echo",
+    "POST /graphql  (GraphQL: penguins(first:, after:, species:) as a Relay connection, penguin(id:))",
     "GET /redirect?to=&status=  (no token needed)",
-    "GET /_stats, POST /_reset_stats, GET /healthz  (no token needed)",
+    "GET /_stats, POST /_reset_stats, POST /_latency?ms=, GET /healthz  (no token needed)",
 )
 
 
@@ -880,6 +894,7 @@ def _routes(e: _Endpoints) -> list[Route]:
         ("/healthz", e.healthz, ["GET"]),
         ("/_stats", e.stats, ["GET"]),
         ("/_reset_stats", e.reset_stats, ["POST"]),
+        ("/_latency", e.latency, ["POST"]),
         ("/redirect", e.redirect, ["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ("/auth/token", e.token, ["POST"]),
         ("/auth/revoke", e.revoke, ["POST"]),
@@ -905,6 +920,9 @@ def _routes(e: _Endpoints) -> list[Route]:
     ]
     routes = [Route(path, fn, methods=methods) for path, fn, methods in public]
     routes += [Route(path, p(fn), methods=methods) for path, fn, methods in protected]
+    from .graphql import GraphQLEndpoint
+
+    routes.append(Route("/graphql", GraphQLEndpoint(e.state), methods=["GET", "POST"]))  # checks the token
     return routes
 
 
@@ -930,7 +948,7 @@ def create_app(config: DemoConfig | None = None) -> Starlette:
     state = DemoState(config)
     app = Starlette(
         routes=_routes(_Endpoints(state)),
-        middleware=[Middleware(_CountRequests, state=state)],
+        middleware=[Middleware(_CountRequests, state=state), Middleware(_Latency, state=state)],
         exception_handlers={BadRequest: _bad_request, HTTPException: _http_error},
     )
     app.state.demo = state

@@ -27,12 +27,16 @@ class DemoConfig:
     expired_status: int = 401
     log_level: str = "info"
     realm: str = "demo"
+    #: Added to every answer (except ``/_…`` and ``/healthz``), like a real API's round trip.
+    latency_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.expired_status not in EXPIRED_STATUSES:
             raise ValueError(f"expired_status must be one of {EXPIRED_STATUSES}")
         if self.access_ttl <= 0 or self.refresh_ttl <= 0:
             raise ValueError("access_ttl and refresh_ttl must be positive")
+        if not 0 <= self.latency_ms <= 60_000:
+            raise ValueError("latency_ms must be between 0 and 60000")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
 

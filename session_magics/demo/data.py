@@ -7,6 +7,8 @@ reader without executing its ``__init__``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import functools
 import importlib.resources
@@ -97,3 +99,22 @@ SMALL_DOC: dict[str, Any] = {
     ],
 }
 SMALL_BODY = json.dumps(SMALL_DOC, separators=(",", ":")).encode()
+
+
+def encode_cursor(kind: str, offset: int) -> str:
+    """An opaque cursor for ``offset`` (URL-safe base64 of ``kind:offset``, unpadded)."""
+    return base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> int:
+    """The offset in a cursor of :func:`encode_cursor` with the same ``kind``; any other
+    text raises ``ValueError("The cursor is not valid")``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        found, _, number = raw.partition(":")
+        offset = int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("The cursor is not valid") from None
+    if found != kind or offset < 0:
+        raise ValueError("The cursor is not valid")
+    return offset

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -118,7 +118,7 @@ class ThreadedServer:
         except BaseException as exc:  # reported by start()
             self._error = exc
 
-    def start(self, timeout: float = 10.0) -> ThreadedServer:
+    def start(self, timeout: float = 10.0) -> Self:
         if self.running:
             return self
         sock = bind_socket(self.host, self.port)
@@ -161,7 +161,7 @@ class ThreadedServer:
             thread.join(timeout)
         self._server = self._thread = None
 
-    def __enter__(self) -> ThreadedServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

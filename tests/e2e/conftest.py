@@ -1,6 +1,13 @@
-"""Fixtures for the browser tests: one JupyterLab server and one Chromium for all
-of tests/e2e, a fresh browser page per test, and the ``kernel`` parameter (sm-k6,
-sm-k7)."""
+"""Fixtures for the browser tests: one Jupyter server and one Chromium for all of
+tests/e2e, a fresh browser page per test, the ``kernel`` parameter (sm-k6, sm-k7)
+and the ``frontend`` a notebook opens in.
+
+``frontend`` is JupyterLab (``"lab"``) unless a test parametrises it, e.g. over
+both frontends and both kernel lines::
+
+    @pytest.mark.parametrize("frontend", FRONTENDS)
+    def test_x(notebook, kernel, frontend): ...
+"""
 
 from __future__ import annotations
 
@@ -74,12 +81,20 @@ def kernel(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def notebook(lab: JupyterLab, page: Any, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Factory: notebook(cells, kernel) -> an opened NotebookPage named after the test."""
+def frontend() -> str:
+    """The frontend notebooks open in: JupyterLab unless the test parametrises it
+    (``@pytest.mark.parametrize("frontend", FRONTENDS)``)."""
+    return "lab"
+
+
+@pytest.fixture
+def notebook(lab: JupyterLab, page: Any, frontend: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Factory: notebook(cells, kernel) -> a NotebookPage named after the test, open
+    in the test's ``frontend`` with its kernel started and idle."""
 
     def make(cells: list[str], kernel: str, name: str | None = None) -> NotebookPage:
         stem = name or request.node.name
         stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)
-        return NotebookPage.create(lab, page, cells, kernel, stem).open()
+        return NotebookPage.create(lab, page, cells, kernel, stem, frontend).open()
 
     return make

@@ -16,6 +16,7 @@ import tomllib
 import pytest
 
 from session_magics.demo import DemoServer
+from tests.servers import other_origin, project_logging_in_at
 
 
 @pytest.fixture
@@ -25,11 +26,8 @@ def api():
 
 
 def test_form_names_the_origin_and_sends_nothing_until_ticked(notebook, kernel, api, tmp_path) -> None:
-    port = api.url.rsplit(":", 1)[1]
-    other = f"http://localhost:{port}"
-    project = tmp_path / "cloned-repo"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(f'[tool.session_magics]\nlogin_path = "{other}/auth/token"\n')
+    other = other_origin(api.url)
+    project = project_logging_in_at(tmp_path / "cloned-repo", other)
     xdg = tmp_path / "xdg"
     setup = (
         f"import os\nos.chdir({str(project)!r})\nos.environ['XDG_CONFIG_HOME'] = {str(xdg)!r}\n"

@@ -1,9 +1,13 @@
-"""The product's promise, in a real JupyterLab on both kernel lines (ipykernel 6.29 and 7.4):
+"""The product's promise, in a real JupyterLab (and Notebook 7 where said) on both kernel
+lines (ipykernel 6.29 and 7.4):
 
 * a fresh kernel with an empty keyring: Run All stops at %login's form; after logging in
-  the cells below run, logged in;
+  the cells below run, logged in (JupyterLab and Notebook 7);
 * both tokens expired: Run All shows the form in the %%api cell; after logging in that cell
   shows its data and the next cell runs with the result;
+* the tokens expire in the middle of Run All (after a request that worked): the form comes
+  up in place in the next %%api cell, the password is typed into the page and Run All
+  resumes and completes (JupyterLab and Notebook 7);
 * Cancel ends the cell with SessionExpired and Run All stops there;
 * with widget state saving on, the saved .ipynb (and its checkpoint) holds no password
   and no token.
@@ -18,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 
 import pytest
 
@@ -25,7 +30,7 @@ from session_magics.demo import DemoServer
 from session_magics.profile import Profile
 from session_magics.session import ApiSession
 from session_magics.store import KeyringStore
-from tests.e2e.harness import ROOT, NotebookPage
+from tests.e2e.harness import FORM, FRONTENDS, ROOT, NotebookPage
 
 IMAGES = ROOT / "docs" / "images"
 
@@ -36,9 +41,15 @@ def api(secret_service_keyring):
         yield server
 
 
-def keep_for_readme(shot, name: str, kernel: str) -> None:
-    """With SESSION_MAGICS_UPDATE_IMAGES=1, the README's pictures are refreshed from this run."""
-    if os.environ.get("SESSION_MAGICS_UPDATE_IMAGES") == "1" and kernel == "sm-k7" and shot.exists():
+def keep_for_readme(shot, name: str, kernel: str, frontend: str = "lab") -> None:
+    """With SESSION_MAGICS_UPDATE_IMAGES=1, the README's pictures are refreshed from this run
+    (JupyterLab on ipykernel 7)."""
+    if (
+        os.environ.get("SESSION_MAGICS_UPDATE_IMAGES") == "1"
+        and kernel == "sm-k7"
+        and frontend == "lab"
+        and shot.exists()
+    ):
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, IMAGES / name)
 
@@ -54,9 +65,12 @@ def stored_login(api, backend) -> None:
 
 
 def assert_waiting(nb: NotebookPage, cell: int, later: int) -> None:
+    """The form is up in ``cell``, which still runs; the cells from ``later`` on are
+    queued (Run All sent them before the form came up) and have not run."""
     nb.login_form()
     prompts = nb.prompts()
     assert prompts[cell] == "[*]:", prompts
+    assert all(p == "[*]:" for p in prompts[later:]), prompts
     assert "NEXT" not in nb.outputs()[later]
 
 
@@ -76,7 +90,8 @@ def leak_check(api, nb: NotebookPage) -> None:
     assert "application/vnd.jupyter.widget-state+json" in saved  # widget state was saved
 
 
-def test_fresh_kernel_run_all_stops_at_login_form(notebook, kernel, api) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_fresh_kernel_run_all_stops_at_login_form(notebook, kernel, frontend, api) -> None:
     nb = notebook(
         [
             setup_cell(api),
@@ -89,13 +104,12 @@ def test_fresh_kernel_run_all_stops_at_login_form(notebook, kernel, api) -> None
     assert_waiting(nb, 1, 2)
     form_text = nb.login_form().inner_text()
     assert "Log in to" in form_text and api.url in form_text
-    nb.page.wait_for_timeout(300)
     nb.fill_login(api.config.password)  # the user name is filled in from --user
-    keep_for_readme(nb.screenshot(f"login-form-{kernel}"), "login-form.png", kernel)
+    keep_for_readme(nb.screenshot(f"login-form-{frontend}-{kernel}"), "login-form.png", kernel, frontend)
     nb.click("Log in")
     nb.wait_for_output(1, "Logged in as demo")
     nb.wait_for_output(2, "NEXT demo")
-    nb.screenshot(f"login-done-{kernel}")
+    nb.screenshot(f"login-done-{frontend}-{kernel}")
     leak_check(api, nb)
 
 
@@ -117,7 +131,6 @@ def test_expired_session_form_in_the_running_cell(notebook, kernel, api, secret_
     assert_waiting(nb, 2, 3)
     form_text = nb.login_form().inner_text()
     assert "Session expired for demo at" in form_text
-    nb.page.wait_for_timeout(300)
     nb.fill_login(api.config.password)
     shot = nb.screenshot(f"expired-form-{kernel}")
     nb.click("Log in")
@@ -131,6 +144,57 @@ def test_expired_session_form_in_the_running_cell(notebook, kernel, api, secret_
     leak_check(api, nb)
     keep_for_readme(shot, "expired-form.png", kernel)
     keep_for_readme(done, "expired-done.png", kernel)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_tokens_expire_in_the_middle_of_run_all(notebook, kernel, frontend, api, secret_service_keyring):
+    """A request works, then both tokens expire (the server's clock moves on while a
+    cell waits for the test's signal on a socket): the next %%api cell shows the form
+    in place, the cells below wait, and after the password is typed into the page Run
+    All resumes and completes."""
+    stored_login(api, secret_service_keyring)
+    signal = socket.create_server(("127.0.0.1", 0))
+    signal.settimeout(60)  # the cell connects when Run All reaches it
+    wait_for_signal = (
+        f"import socket\nwith socket.create_connection(('127.0.0.1', {signal.getsockname()[1]})) as s:\n"
+        "    s.recv(1)\nprint('CLOCK MOVED')"
+    )
+    nb = notebook(
+        [
+            setup_cell(api),
+            "%login {{API}}",
+            "%%api -o first\nGET /me",
+            wait_for_signal,
+            "%%api -o penguins\nGET /penguins?per_page=5",
+            'print("NEXT", first.status_code, penguins.status_code, len(penguins.df))',
+        ],
+        kernel,
+    )
+    nb.run_all()
+    nb.wait_for_output(1, "Already logged in as demo")
+    nb.wait_for_output(2, "200 OK")
+    assert nb.page.locator(FORM).count() == 0
+    api.reset_stats()
+    api.advance_clock(100_000)  # access and refresh tokens both expired on the server
+    with signal, signal.accept()[0] as conn:  # the cell is connected and waits
+        conn.sendall(b"!")
+    nb.wait_for_output(3, "CLOCK MOVED")
+    assert_waiting(nb, 4, 5)
+    assert "Session expired for demo at" in nb.login_form().inner_text()
+    nb.fill_login(api.config.password)
+    nb.screenshot(f"mid-run-form-{frontend}-{kernel}")
+    nb.click("Log in")
+    out = nb.wait_for_output(4, "200 OK")
+    assert "Adelie" in out
+    nb.wait_for_output(5, "NEXT 200 200 5")
+    outs = nb.wait_all_ran()
+    assert nb.page.locator(FORM).count() == 0
+    assert api.config.password not in "".join(outs)
+    stats = api.stats()
+    assert stats["refresh_failures"] == 1  # silent renewal was tried first
+    assert stats["password_grants"] == 1
+    nb.screenshot(f"mid-run-done-{frontend}-{kernel}")
+    leak_check(api, nb)
 
 
 def test_cancel_ends_the_cell_with_session_expired(notebook, kernel, api, secret_service_keyring) -> None:
@@ -153,8 +217,9 @@ def test_cancel_ends_the_cell_with_session_expired(notebook, kernel, api, secret
     assert "Login cancelled" in out
     assert "Traceback" not in out
     nb.wait_for_prompt(2, r"\[\d+\]:")
-    nb.page.wait_for_timeout(1000)
-    assert "NEXT" not in nb.outputs()[3]  # Run All stopped at the error
+    nb.wait_for_prompt(3, r"^\[ \]:$")  # Run All stopped at the error: the queued cell was aborted
+    nb.wait_idle()
+    assert "NEXT" not in nb.outputs()[3]
     assert not re.fullmatch(r"\[\d+\]:", nb.prompts()[3]), nb.prompts()  # never executed
     assert "typed-but-cancelled" not in json.dumps(nb.save())
 

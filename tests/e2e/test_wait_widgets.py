@@ -1,57 +1,49 @@
-"""A running cell shows a login form and waits; the cells below wait for it.
+"""The waiting machinery alone: a running cell shows a stand-in form (tests/e2e/toy.py)
+and waits through session_magics.waiting; the cells below wait for it.
 
 Each test runs on both kernel lines (ipykernel 6.29.x and 7.4.x) in a real
 JupyterLab driven by headless Chromium. The password is typed only after Run All,
 while the first cell is already waiting, and the cell reports the password's
-length it received (never the password).
+length it received (never the password). The same scenarios with the real form
+(%login, %%api) are in test_session_expiry.py, test_login_form.py and
+test_form_edges.py.
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.e2e import toy
-from tests.e2e.harness import FORM, NotebookPage, run_notebook
+from tests.e2e.harness import NotebookPage, run_notebook, wait_until
 
 PASSWORD = "s3cret-Pa55"
 
 
 def _assert_blocked(nb: NotebookPage, waiting_cell: int) -> None:
-    """The form is up, the waiting cell still runs and the next one has not run."""
+    """The form is up, the waiting cell still runs and the ones below are queued."""
     nb.login_form()
     prompts = nb.prompts()
     assert prompts[waiting_cell] == "[*]:", prompts
+    assert all(p == "[*]:" for p in prompts[waiting_cell + 1 :]), prompts
     outs = nb.outputs()
     assert "NEXT RAN" not in "".join(outs), outs
     assert "RESULT" not in outs[waiting_cell], outs
 
 
-def _assert_shown_busy(nb: NotebookPage) -> None:
-    """After widget messages were handled, JupyterLab still shows the kernel busy: the
-    toolbar's execution indicator and the status bar, sampled over a second."""
-    nb.page.wait_for_timeout(500)
-    seen = set()
-    for _ in range(5):
-        seen.add(tuple(nb.page.evaluate(_STATUS_JS)))
-        nb.page.wait_for_timeout(200)
-    assert seen == {("busy", True)}, seen
-
-
-_STATUS_JS = """
-() => {
-  const ind = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
-  const bar = document.querySelector('#jp-main-statusbar');
-  return [ind ? ind.getAttribute('data-status') : null, /\\|\\s*Busy/.test(bar ? bar.innerText : '')];
-}
-"""
+# Answers of Jupyter Server recorded after the kernel took the password, so that a
+# late idle has its chance to show.
+ANSWERS = 25
 
 
 def _log_in(nb: NotebookPage, name: str) -> None:
-    nb.page.wait_for_timeout(300)  # let the run settle: the password comes after Run All
-    nb.fill_login(PASSWORD, user="alice")
-    _assert_shown_busy(nb)
+    """Type the password (after Run All: the form is up) and log in; while the kernel
+    handles those widget messages, JupyterLab (toolbar indicator, status bar) and
+    Jupyter Server keep reading busy."""
+    with nb.recording_status() as rec:
+        nb.fill_login(PASSWORD, user="alice")  # returns once the kernel took the value
+        seen = rec.server_answers()
+        wait_until(lambda: rec.server_answers() >= seen + ANSWERS, 30, "answers of Jupyter Server")
+    rec.assert_stayed_busy()
     nb.screenshot(f"{name}-filled")
     nb.click("Log in")
 
@@ -97,9 +89,7 @@ def test_timeout_then_next_cell_runs(notebook, kernel: str) -> None:
 
 def test_sync_wait_inside_function(notebook, kernel: str) -> None:
     """Where no cell rewriting can help (inside a def), the sync wait must still work."""
-    nb = notebook(
-        [toy.FORM_SETUP, toy.SYNC_IN_FUNCTION.format(timeout=90), toy.NEXT], kernel
-    )
+    nb = notebook([toy.FORM_SETUP, toy.SYNC_IN_FUNCTION.format(timeout=90), toy.NEXT], kernel)
     nb.run_all()
     _assert_blocked(nb, 1)
     _log_in(nb, f"{kernel}-in-function")
@@ -128,30 +118,14 @@ def test_magic_through_transformer(notebook, kernel: str, force: bool) -> None:
     nb.wait_for_output(3, "NEXT RAN")
 
 
-def test_saved_notebook_has_no_password(notebook, kernel: str) -> None:
-    """Widget state is saved into the notebook (saveState): the typed password must
-    not be in the file, neither while the form waits nor after logging in."""
-    nb = notebook([toy.FORM_SETUP, toy.SYNC_WAIT.format(timeout=90), toy.NEXT], kernel)
-    nb.run_all()
-    _assert_blocked(nb, 1)
-    nb.fill_login(PASSWORD, user="alice")
-    nb.page.wait_for_timeout(500)
-    while_waiting = json.dumps(nb.save())
-    nb.click("Log in")
-    nb.wait_for_output(2, "NEXT RAN")
-    after = json.dumps(nb.save())
-    assert "application/vnd.jupyter.widget-state+json" in after  # saveState is on
-    assert PASSWORD not in after
-    assert PASSWORD not in while_waiting
-
-
 KERNELS_SETTINGS = "@jupyterlab/apputils-extension:kernels-settings"
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_k7_with_comms_over_subshells_disabled(notebook, lab, mode: str) -> None:
     """JupyterLab's default sends widget messages to a kernel subshell; with that
-    turned off every message reaches the main shell, which is busy with the cell."""
+    turned off every message reaches the main shell, which is busy with the cell.
+    (With the real form: test_form_edges.py.)"""
     lab.set_setting(KERNELS_SETTINGS, {"commsOverSubshells": "disabled"})
     try:
         wait_cell = toy.SYNC_WAIT if mode == "sync" else toy.ASYNC_WAIT
@@ -166,44 +140,3 @@ def test_k7_with_comms_over_subshells_disabled(notebook, lab, mode: str) -> None
         assert "SUBSHELLS 0" in nb.wait_for_output(3, "SUBSHELLS")
     finally:
         lab.set_setting(KERNELS_SETTINGS, {})
-
-
-def test_two_forms_in_one_run(notebook, kernel: str) -> None:
-    """Run All over two cells that each wait (sync, then async): each form comes up
-    only when its cell runs, and everything still runs in order."""
-    cells = [
-        toy.FORM_SETUP,
-        toy.SYNC_WAIT.format(timeout=90),
-        toy.ASYNC_WAIT.format(timeout=90),
-        toy.NEXT,
-    ]
-    nb = notebook(cells, kernel)
-    nb.run_all()
-    _assert_blocked(nb, 1)
-    assert nb.page.locator(FORM).count() == 1
-    _log_in(nb, f"{kernel}-first-of-two")
-    nb.wait_for_output(1, rf"RESULT ok LEN {len(PASSWORD)} WAITED True")
-    nb.wait_for_prompt(2, r"^\[\*\]:$")
-    nb.page.wait_for_function(f"() => document.querySelectorAll('{FORM}').length === 2")
-    assert "NEXT RAN" not in "".join(nb.outputs())
-    form = nb.page.locator(FORM).nth(1)
-    form.locator("input[type=password]").fill("second")
-    form.locator("input[type=password]").press("Tab")
-    nb.page.wait_for_timeout(300)
-    form.locator("button", has_text="Log in").click()
-    nb.wait_for_output(2, r"RESULT ok LEN 6 WAITED True")
-    nb.wait_for_output(3, "NEXT RAN")
-
-
-def test_interrupt_while_waiting(notebook, kernel: str) -> None:
-    """Interrupting the waiting cell stops it; the queued cells are not run."""
-    nb = notebook([toy.FORM_SETUP, toy.SYNC_WAIT.format(timeout=90), toy.NEXT], kernel)
-    nb.run_all()
-    _assert_blocked(nb, 1)
-    nb.page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
-    nb.page.locator(".lm-Menu-itemLabel", has_text="Interrupt Kernel").click()
-    nb.wait_for_output(1, "KeyboardInterrupt")
-    nb.wait_idle()
-    nb.page.wait_for_timeout(1000)
-    assert "NEXT RAN" not in nb.outputs()[2]
-    assert nb.prompts()[2] == "[ ]:"  # aborted, never executed

@@ -8,7 +8,7 @@ import pytest
 
 from session_magics.demo import DemoServer
 from tests.ipython_helpers import Shell, shell_factory
-from tests.security.helpers import DEMO_PASSWORD, PASSWORD_ENV, OddAuthServer
+from tests.security.helpers import DEMO_PASSWORD, PASSWORD_ENV, OddAuthServer, login
 
 
 @pytest.fixture
@@ -26,6 +26,16 @@ def new_shell(tmp_path, monkeypatch) -> Iterator[Callable[[], Shell]]:
     monkeypatch.setenv(PASSWORD_ENV, DEMO_PASSWORD)
     with shell_factory(tmp_path) as make:
         yield make
+
+
+@pytest.fixture
+def shell(api: DemoServer, kr: object, new_shell: Callable[[], Shell]) -> Shell:
+    """A fresh shell logged in to ``api`` (with the in-memory keyring); ``api``'s
+    statistics are reset after the login."""
+    sh = new_shell()
+    login(sh, api)
+    api.reset_stats()
+    return sh
 
 
 @pytest.fixture

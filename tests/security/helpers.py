@@ -6,7 +6,6 @@ in a thread); they misbehave on purpose, the way real login endpoints sometimes 
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import os
@@ -14,8 +13,10 @@ import re
 import secrets
 import signal
 import threading
+import time
+import tracemalloc
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +61,18 @@ def assert_short_error(run: CellRun, cls: type[BaseException], *words: str) -> s
     return line
 
 
+def run_measuring_peak(shell: Shell, source: str) -> tuple[CellRun, int]:
+    """Run the cell ``source``; the run, and the peak of the memory Python allocated
+    meanwhile (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        run = shell.run(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return run, peak
+
+
 def login(shell: Shell, api: Any, extra: str = "") -> CellRun:
     """``%login`` at ``api`` as the demo user, the password from $PASSWORD_ENV; must succeed."""
     run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV} {extra}")
@@ -72,19 +85,33 @@ def session_of(shell: Shell, url: str) -> Any:
 
 
 @contextmanager
-def interrupt_after(seconds: float) -> Iterator[None]:
-    """Send SIGINT to the main thread after ``seconds``, as the notebook's stop button does."""
+def interrupt_when(ready: Callable[[], bool], *, give_up: float = 60.0) -> Iterator[None]:
+    """Send SIGINT to the main thread as soon as ``ready()`` holds (a request reached the
+    server, a keyring call is blocked), as the notebook's stop button does.
+
+    Nothing is sent if ``ready()`` never holds within ``give_up`` s: the cell then ends on
+    its own, and the test fails on what it shows."""
     main = threading.main_thread().ident
     assert main is not None and threading.get_ident() == main
     previous = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(seconds, lambda: signal.pthread_kill(main, signal.SIGINT))
-    timer.start()
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + give_up
+        while not done.is_set() and time.monotonic() < deadline:
+            if ready():
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=watch, name="interrupt when ready", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        timer.cancel()
-        timer.join()
+        done.set()
+        watcher.join()
         signal.signal(signal.SIGINT, previous)
 
 
@@ -107,6 +134,13 @@ def secret_needles(secret: str) -> list[str]:
     return needles
 
 
+def assert_absent(text: str, *secrets: str) -> None:
+    """None of ``secrets``, in full or in part (:func:`secret_needles`), is in ``text``."""
+    for secret in secrets:
+        for needle in secret_needles(secret):
+            assert needle not in text, f"a secret ({needle[:4]}…) is in:\n{text[:3000]}"
+
+
 # -------------------------------------------------------------- odd auth server
 class OddAuthServer(ThreadedServer):
     """Login endpoints that answer the unexpected, and one protected resource.
@@ -117,7 +151,6 @@ class OddAuthServer(ThreadedServer):
     POST /deep-json     200 application/json nested 100 000 levels deep
     POST /crlf-token    200 with an access token holding CR LF
     POST /big-token     200 with a 6000-character access token (refreshable)
-    POST /slow-login    answers after 3 s
     GET  /me            200 if the big token (Bearer) is sent, else 401
     """
 
@@ -133,7 +166,6 @@ class OddAuthServer(ThreadedServer):
                 Route("/deep-json", self._deep_json, methods=["POST"]),
                 Route("/crlf-token", self._crlf_token, methods=["POST"]),
                 Route("/big-token", self._big_token, methods=["POST"]),
-                Route("/slow-login", self._slow_login, methods=["POST"]),
                 Route("/me", self._me, methods=["GET"]),
             ]
         )
@@ -173,22 +205,11 @@ class OddAuthServer(ThreadedServer):
             }
         )
 
-    async def _slow_login(self, request: Request) -> Response:
-        await asyncio.sleep(3)
-        return JSONResponse({"access_token": "late-token-0123456789", "token_type": "Bearer"})
-
     async def _me(self, request: Request) -> Response:
         self.seen.append(dict(request.headers))
         if request.headers.get("authorization") == f"Bearer {self.big_token}":
             return JSONResponse({"username": "big"})
         return JSONResponse({"error": "invalid_token"}, status_code=401)
-
-    def start(self, timeout: float = 10.0) -> OddAuthServer:
-        super().start(timeout)
-        return self
-
-    def __enter__(self) -> OddAuthServer:
-        return self.start()
 
 
 # ------------------------------------------------------------------- TLS server
@@ -214,13 +235,6 @@ class TLSDemoServer(ThreadedServer):
                 fh.write(extra.bytes())
         cert.private_key_pem.write_to_path(self.key_path)
         ca.cert_pem.write_to_path(self.ca_path)
-
-    def start(self, timeout: float = 10.0) -> TLSDemoServer:
-        super().start(timeout)
-        return self
-
-    def __enter__(self) -> TLSDemoServer:
-        return self.start()
 
 
 def json_dump(obj: Any) -> str:
@@ -313,10 +327,6 @@ class EchoServer(ThreadedServer):
         if kind == "records":
             return JSONResponse({"results": [{"id": 1, "token": token}, {"id": 2, "token": quoted}]})
         return JSONResponse({"error": "unknown kind"}, status_code=404)
-
-    def start(self, timeout: float = 10.0) -> EchoServer:
-        super().start(timeout)
-        return self
 
     def __enter__(self) -> EchoServer:
         return self.start()

@@ -41,13 +41,6 @@ def assert_no_credentials(recorder, *secrets: str) -> None:
         assert not recorder.saw(secret)
 
 
-@pytest.fixture
-def shell(api, kr, new_shell):
-    sh = new_shell()
-    login(sh, api)
-    return sh
-
-
 def token(sh, api) -> str:
     return session_of(sh, api.url).token.access_token
 

@@ -23,26 +23,19 @@ from session_magics.profile import Profile
 from session_magics.redact import Redactor, Secret
 from session_magics.store import KeyringStore
 from session_magics.tokens import Token
-from tests.keyrings import MemoryKeyring
+from tests.keyrings import HangingWriteKeyring, MemoryKeyring
 from tests.security.helpers import (
     DEMO_PASSWORD,
     PASSWORD_ENV,
     TOKEN_ENV,
     EchoServer,
+    assert_absent,
     assert_short_error,
     issued_secrets,
     login,
-    secret_needles,
     session_of,
     shown,
 )
-
-
-def assert_absent(text: str, *secrets: str) -> None:
-    for secret in secrets:
-        for needle in secret_needles(secret):
-            assert needle not in text, f"a secret ({needle[:4]}…) is in:\n{text[:3000]}"
-
 
 # ----------------------------------------------------------- walking frames
 # Secret and Token hold secrets on purpose; their reprs show none (tested elsewhere). The
@@ -272,14 +265,22 @@ def test_setting_the_variable_again_replaces_the_kept_password(api, kr, new_shel
     assert PASSWORD_ENV not in os.environ
 
 
-def test_token_env_leaves_the_environment(kr, new_shell, monkeypatch):
-    secret = "pasted-Token-env-27182818284"
-    monkeypatch.setenv(TOKEN_ENV, secret)
+@contextlib.contextmanager
+def echo_login(new_shell, monkeypatch, token: str) -> Iterator[tuple[Any, EchoServer]]:
+    """A fresh shell logged in with ``%login --token-env`` (``token`` pasted into the
+    variable) to an :class:`EchoServer` that accepts it; the shell and the server."""
+    monkeypatch.setenv(TOKEN_ENV, token)
     with EchoServer() as echo:
-        echo.accept(secret)
+        echo.accept(token)
         shell = new_shell()
         run = shell.run(f"%login {echo.url} --token-env {TOKEN_ENV}")
         assert run.error is None, shown(run)
+        yield shell, echo
+
+
+def test_token_env_leaves_the_environment(kr, new_shell, monkeypatch):
+    secret = "pasted-Token-env-27182818284"
+    with echo_login(new_shell, monkeypatch, secret) as (shell, _):
         assert TOKEN_ENV not in os.environ
         child = shell.run("import subprocess\nsubprocess.run(['env'], capture_output=True, text=True).stdout")
         assert secret not in child.result
@@ -292,12 +293,7 @@ ODD_TOKEN = "Tok/en+Va=lue&<\"q'>~x9Z-2718281828"
 
 @pytest.fixture
 def echo_shell(kr, new_shell, monkeypatch):
-    monkeypatch.setenv(TOKEN_ENV, ODD_TOKEN)
-    with EchoServer() as echo:
-        echo.accept(ODD_TOKEN)
-        shell = new_shell()
-        run = shell.run(f"%login {echo.url} --token-env {TOKEN_ENV}")
-        assert run.error is None, shown(run)
+    with echo_login(new_shell, monkeypatch, ODD_TOKEN) as (shell, echo):
         yield shell, echo
 
 
@@ -479,21 +475,6 @@ def test_secret_service_keeps_no_old_piece(secret_service_keyring):
     assert all("L" * 50 not in v and "short-token" not in v for _, v in left)
 
 
-class GatedWriteKeyring(MemoryKeyring):
-    """Writes wait for ``gate`` (a keyring prompt nobody answers... until later)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        if username != "@last-user":
-            self.entered.set()
-            assert self.gate.wait(30)
-        super().set_password(service, username, password)
-
-
 def _join_keyring_threads() -> None:
     for thread in threading.enumerate():
         if thread.name == "session-magics-keyring":
@@ -502,14 +483,14 @@ def _join_keyring_threads() -> None:
 
 
 def test_a_write_that_finishes_after_logout_does_not_bring_the_token_back(api, new_shell):
-    ring = GatedWriteKeyring()
+    ring = HangingWriteKeyring(passing=("@last-user",))
     keyring.set_keyring(ring)
     shell = new_shell()
     shell.run("%config SessionMagics.keyring_timeout = 0.5")
     run = login(shell, api)
     assert ring.entered.is_set() and "could not be saved" in run.stderr  # timed out: memory only
     assert shell.run("%logout").error is None
-    ring.gate.set()  # the keyring answers at last: the write lands now
+    ring.release.set()  # the keyring answers at last: the write lands now
     _join_keyring_threads()
     service = f"session-magics {api.url}"
     assert _pieces(ring.entries, service) == [], ring.entries.keys()

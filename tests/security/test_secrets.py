@@ -4,32 +4,25 @@ tracebacks (IPython's Verbose mode shows local variables!) or DEBUG log records.
 from __future__ import annotations
 
 import logging
-import threading
 
 import keyring
 import pytest
 from keyring.errors import PasswordSetError
 
 from session_magics import Interrupted, LoginError, RequestFailed, RequestSyntaxError
-from tests.keyrings import MemoryKeyring
+from tests.keyrings import HangingWriteKeyring, MemoryKeyring
 from tests.security.helpers import (
     DEMO_PASSWORD,
     PASSWORD_ENV,
     TOKEN_ENV,
+    assert_absent,
     assert_short_error,
-    interrupt_after,
+    interrupt_when,
     issued_secrets,
     login,
-    secret_needles,
     session_of,
     shown,
 )
-
-
-def assert_absent(text: str, *secrets: str) -> None:
-    for secret in secrets:
-        for needle in secret_needles(secret):
-            assert needle not in text, f"a secret ({needle[:4]}…) is in:\n{text[:3000]}"
 
 
 class EchoingFailKeyring(MemoryKeyring):
@@ -38,20 +31,6 @@ class EchoingFailKeyring(MemoryKeyring):
     def set_password(self, service: str, username: str, password: str) -> None:
         self.writes += 1
         raise PasswordSetError(f"the item could not be created: secret={password!r} (0x8009000d)")
-
-
-class HangingWriteKeyring(MemoryKeyring):
-    """Reads answer; a write hangs until released (a keyring prompt nobody sees)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-        self.entered = threading.Event()
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entered.set()
-        self.release.wait(20)
-        super().set_password(service, username, password)
 
 
 @pytest.fixture
@@ -76,7 +55,7 @@ def test_verbose_mode_does_show_local_variables(verbose_shell):
 def test_interrupted_request_shows_one_line_without_the_token(api, kr, verbose_shell):
     login(verbose_shell, api)
     token = session_of(verbose_shell, api.url).token.access_token
-    with interrupt_after(0.4):
+    with interrupt_when(lambda: api.stats()["requests_by_path"].get("/slow", 0) > 0):
         run = verbose_shell.run("%%api\nGET /slow?seconds=3")
     assert_short_error(run, Interrupted, "GET", "interrupted")
     assert isinstance(run.error, KeyboardInterrupt)
@@ -137,7 +116,7 @@ def test_interrupting_a_hanging_keyring_write_shows_no_token_and_keeps_the_login
     keyring.set_keyring(ring)
     verbose_shell.run("%config SessionMagics.keyring_timeout = 10")
     try:
-        with interrupt_after(1.0):
+        with interrupt_when(ring.entered.is_set):
             run = verbose_shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV}")
         assert ring.entered.is_set()
         assert_short_error(run, Interrupted, "keyring")

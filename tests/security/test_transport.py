@@ -10,7 +10,6 @@ the request did (its error, what the server still had to send, what reached whom
 from __future__ import annotations
 
 import time
-import tracemalloc
 
 import pytest
 from traitlets import TraitError
@@ -23,19 +22,12 @@ from tests.security.helpers import (
     TLSDemoServer,
     assert_short_error,
     login,
+    run_measuring_peak,
     shown,
 )
 from tests.servers import endless_body, trickle
 
 TRICKLE_BYTES = 150  # one byte every 0.2 s: 30 s to send them all
-
-
-@pytest.fixture
-def shell(api, kr, new_shell):
-    sh = new_shell()
-    login(sh, api)
-    api.reset_stats()
-    return sh
 
 
 def count(api, path: str) -> int:
@@ -114,12 +106,7 @@ def test_the_default_body_limit_is_100_mb(shell):
 
 def test_an_endless_body_stops_at_the_limit_and_memory_stays_bounded(shell, raw_server):
     server = raw_server(endless_body(limit=150 * 1024 * 1024))
-    tracemalloc.start()
-    try:
-        run = shell.run(f"%%api -o r --max-body 2MB\nGET {server.url}/endless")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    run, peak = run_measuring_peak(shell, f"%%api -o r --max-body 2MB\nGET {server.url}/endless")
     assert_short_error(run, RequestFailed, "larger than 2.0 MB", "--save", "--max-body")
     assert peak < 16 * 1024 * 1024, peak
     assert server.finished.wait(30) and server.client_left.is_set()
@@ -250,6 +237,35 @@ def test_a_proxy_for_other_hosts_keeps_working(proxied, shell):
     assert run.error is None, shown(run)
     assert shell.ip.user_ns["r"].data == {"proxied": True}
     assert proxied.requests[0].startswith(b"GET http://api.example.invalid/things?x=1 HTTP/1.1\r\n")
+
+
+def test_proxy_variables_changed_between_cells_are_honoured(proxied, shell, monkeypatch):
+    """The proxy settings are worked out once per origin and reused, but a change of the
+    variables between cells is seen by the next request: NO_PROXY, then another proxy."""
+    from tests.servers import RecordingProxy
+
+    cell = "%%api -o r\nGET http://api.example.invalid/things"
+    for _ in range(2):
+        run = shell.run(cell)
+        assert run.error is None, shown(run)
+    assert len(proxied.requests) == 2
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "api.example.invalid")
+    run = shell.run(cell)  # directly now: the .invalid name does not resolve
+    assert_short_error(run, RequestFailed, "could not be resolved")
+    assert len(proxied.requests) == 2
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name)
+    run = shell.run(cell)
+    assert run.error is None, shown(run)
+    assert len(proxied.requests) == 3
+    with RecordingProxy() as other:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, other.url)
+        run = shell.run(cell)
+        assert run.error is None, shown(run)
+        assert len(other.requests) == 1 and len(proxied.requests) == 3
+        assert other.requests[0].startswith(b"GET http://api.example.invalid/things HTTP/1.1\r\n")
 
 
 def test_https_to_other_hosts_goes_through_the_proxy_with_connect(proxied, shell):

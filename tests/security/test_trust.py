@@ -25,6 +25,7 @@ from tests.security.helpers import (
     session_of,
     shown,
 )
+from tests.servers import other_origin
 
 
 def write(path, text):
@@ -124,8 +125,7 @@ def test_the_same_endpoints_from_the_user_file_are_the_users_choice(project, api
     its "Logged in" line and --status name where credentials go. (localhost:PORT and
     127.0.0.1:PORT are two origins of one server, so the tokens it issues work.)"""
     _, user_file = project
-    port = api.url.rsplit(":", 1)[1]
-    other = f"http://localhost:{port}"
+    other = other_origin(api.url)
     write(user_file, f'[profiles.demo]\nbase_url = "{api.url}"\nlogin = "{other}/auth/token"\n')
     shell = new_shell()
     run = shell.run(f"%login --profile demo --user demo --password-env {PASSWORD_ENV}")
@@ -137,8 +137,7 @@ def test_the_same_endpoints_from_the_user_file_are_the_users_choice(project, api
 
 
 def test_the_login_line_may_name_another_origin(project, api, kr, new_shell):
-    port = api.url.rsplit(":", 1)[1]
-    other = f"http://localhost:{port}"
+    other = other_origin(api.url)
     shell = new_shell()
     run = shell.run(f"%login {api.url} --login {other}/auth/token --user demo --password-env {PASSWORD_ENV}")
     assert run.error is None, shown(run)
@@ -225,8 +224,7 @@ def test_an_approval_in_the_user_file_is_used(project, api, kr, new_shell):
     """The project's endpoint is on another origin of the same server; once the user adds
     the line the error gave them, the login goes there, and to nowhere else."""
     folder, user_file = project
-    port = api.url.rsplit(":", 1)[1]
-    other = f"http://localhost:{port}"
+    other = other_origin(api.url)
     write(folder / "pyproject.toml", f'[tool.session_magics]\nlogin_path = "{other}/auth/token"\n')
     shell = new_shell()
     run = shell.run(f"%login {api.url} --user demo --password-env {PASSWORD_ENV}")
@@ -248,8 +246,7 @@ def test_an_approval_in_the_user_file_is_used(project, api, kr, new_shell):
 
 def test_approval_in_the_terminal_is_asked_once_and_remembered(project, api, kr, new_shell, monkeypatch):
     folder, user_file = project
-    port = api.url.rsplit(":", 1)[1]
-    other = f"http://localhost:{port}"
+    other = other_origin(api.url)
     write(folder / "pyproject.toml", f'[tool.session_magics]\nlogin_path = "{other}/auth/token"\n')
     write(user_file, "# my settings\ntimeout = 20\n")
     monkeypatch.setenv("SESSION_MAGICS_FRONTEND", "terminal")
