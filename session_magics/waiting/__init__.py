@@ -44,7 +44,14 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ..errors import NoFrontendError
-from .base import CannotWaitHere, KernelLine, Pump, busy_while_waiting, running_kernel
+from .base import (
+    CannotWaitHere,
+    KernelLine,
+    Pump,
+    busy_while_waiting,
+    interrupts_deferred,
+    running_kernel,
+)
 from .frontend import FRONTEND_ENV, Frontend, frontend, no_frontend
 from .ipykernel6 import QueueKernel
 from .ipykernel7 import StreamKernel
@@ -147,9 +154,18 @@ def _waiting(*, asynchronous: bool, need_frontend: bool) -> Any:
     if line is None:
         yield Pump()
         return
-    pump = line.async_pump() if asynchronous else line.sync_pump()
-    with busy_while_waiting(line), pump:
+    # Taking the kernel's messages in hand and giving them back happen whole (an
+    # interrupt in between would leave the kernel's stream ours and no further cell
+    # would ever run); an interrupt during the wait itself ends it as usual.
+    stack = contextlib.ExitStack()
+    try:
+        with interrupts_deferred():
+            stack.enter_context(busy_while_waiting(line))
+            pump = stack.enter_context(line.async_pump() if asynchronous else line.sync_pump())
         yield pump
+    finally:
+        with interrupts_deferred():
+            stack.close()
 
 
 def wait_for(
