@@ -71,7 +71,8 @@ ROWS: OrderedDict[str, tuple[str, str]] = OrderedDict(
                 "origin (nothing, not even discovery, before approval; a refresh after the project "
                 "file changed the issuer); discovery naming another issuer, an endpoint elsewhere "
                 "or in plain http, redirecting elsewhere; token, device and revocation endpoints "
-                "redirecting away or https→http; forged loopback callbacks; forged ID tokens; "
+                "redirecting away or https→http; forged loopback callbacks, the listener closed at timeout "
+                "and cancel; forged ID tokens; "
                 "secrets echoed in errors — asserted on what recording servers received",
             ),
         ),

@@ -27,7 +27,7 @@ from session_magics.oauth import OAuthSession, OAuthSettings, pkce_pair
 from session_magics.profile import Profile
 from session_magics.store import KeyringStore, MemoryStore
 from tests.conditions import wait_until
-from tests.idp.logins import SECRET_ENV, device_login, in_cell_with_person, panel_link, session_for
+from tests.idp.logins import SECRET_ENV, device_login, in_cell_with_person, session_for
 from tests.idp.person import Person
 from tests.idp.servers import CLIENT_SECRET
 from tests.ipython_helpers import shell_factory
@@ -375,31 +375,7 @@ def test_options_of_oauth_need_oauth(new_shell):
     assert isinstance(run.error, ProfileError) and "only apply with --oauth" in str(run.error)
 
 
-# ------------------------------------------------------------------- limits
-
-
-def test_a_code_login_nobody_finishes_ends_at_login_timeout_with_its_listener_closed(
-    idp, oauth_api, new_shell, kr, monkeypatch
-):
-    monkeypatch.setenv("SESSION_MAGICS_FRONTEND", "widgets")
-    shell = new_shell()
-    shell.run("%config SessionMagics.login_timeout = 1.5")
-    start = len(shell.displayed)
-    run = shell.run(f"%login {oauth_api.url} --oauth code --issuer {idp.issuer} --client-id notebook")
-    assert isinstance(run.error, SessionExpired) and "No login within 1.5 s" in str(run.error)
-    link = panel_link(shell, start, "Sign in")
-    from urllib.parse import parse_qs, urlsplit
-
-    redirect_uri = parse_qs(urlsplit(link).query)["redirect_uri"][0]
-    wait_until(lambda: _refused(redirect_uri), what="the listener to close")
-
-
-def _refused(url):
-    try:
-        requests.get(url, timeout=2)
-    except requests.ConnectionError:
-        return True
-    return False
+# ------------------------------------------- the code flow in a terminal, secrets in the keyring
 
 
 def test_code_login_in_a_terminal_prints_and_opens_the_link(

@@ -29,14 +29,14 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from session_magics.demo import ThreadedServer
-from session_magics.errors import LoginError, ProfileError, SessionMagicsError
+from session_magics.errors import LoginError, ProfileError, SessionExpired, SessionMagicsError
 from session_magics.oauth import OAuthSession, OAuthSettings
 from session_magics.profile import Profile
 from session_magics.store import KeyringStore, MemoryStore
 from session_magics.tokens import Token
 from session_magics.trust import ApprovalNeeded, Approvals, SetBy, approval_line
 from tests.conditions import wait_until
-from tests.idp.logins import SECRET_ENV, device_login, in_cell_with_person, session_for
+from tests.idp.logins import SECRET_ENV, device_login, in_cell_with_person, panel_link, session_for
 from tests.idp.person import Person
 from tests.idp.servers import CLIENT_SECRET
 from tests.ipython_helpers import shell_factory
@@ -411,8 +411,6 @@ def test_terminal_asks_before_anything_reaches_a_projects_issuer(
 ):
     """Terminal IPython: [y/N] names the project's issuer; "n" sends nothing, "y" is kept
     in the user's config file and the login goes on."""
-    from session_magics.errors import SessionExpired as Expired
-
     idp = recorded_idp
     api = oauth_api_factory(idp)
     _project_profile(tmp_path, api, idp.issuer)
@@ -428,7 +426,7 @@ def test_terminal_asks_before_anything_reaches_a_projects_issuer(
     monkeypatch.setattr("builtins.input", person)
     shell = new_shell()
     run = shell.run("%login --profile work")
-    assert isinstance(run.error, Expired) and "Not approved" in str(run.error), run.all_text
+    assert isinstance(run.error, SessionExpired) and "Not approved" in str(run.error), run.all_text
     assert idp.issuer in questions[0] and idp.proxy.requests() == []
     run = new_shell().run("%login --profile work")
     assert run.error is None, run.all_text
@@ -800,6 +798,37 @@ def test_a_page_guessing_the_listeners_port_cannot_complete_the_login(idp, oauth
     assert s.token is not None and s.token.user == "bob"
     wait_until(lambda: _refused(redirected), what="the listener to close")
     assert not oauth_api.saw(login._verifier) and not oauth_api.saw(s.token.refresh_token)
+
+
+def test_a_code_login_nobody_finishes_ends_at_login_timeout_with_its_listener_closed(
+    idp, oauth_api, new_shell, kr, monkeypatch
+):
+    """Nobody signs in: the cell ends at SessionMagics.login_timeout, and the loopback
+    listener is closed (a page finding its port later reaches nothing)."""
+    monkeypatch.setenv("SESSION_MAGICS_FRONTEND", "widgets")
+    shell = new_shell()
+    shell.run("%config SessionMagics.login_timeout = 1.5")
+    start = len(shell.displayed)
+    run = shell.run(f"%login {oauth_api.url} --oauth code --issuer {idp.issuer} --client-id notebook")
+    assert isinstance(run.error, SessionExpired) and "No login within 1.5 s" in str(run.error)
+    link = panel_link(shell, start, "Sign in")
+    redirect_uri = parse_qs(urlsplit(link).query)["redirect_uri"][0]
+    wait_until(lambda: _refused(redirect_uri), what="the listener to close")
+
+
+def test_a_cancelled_code_login_closes_its_listener(idp, oauth_api):
+    """Cancel (the panel's button, Ctrl+C in a terminal): the listener closes, and the
+    provider's answer arriving afterwards reaches nothing."""
+    s = session_for(idp, oauth_api, "code")
+    login = s.code_login().begin()
+    login.start_in_thread()
+    redirected = Person("bob").sign_in(login.authorize_url, login.redirect_uri)
+    login.cancel()
+    assert login.wait(30) and login.cancelled
+    wait_until(lambda: _refused(redirected), what="the listener to close")
+    assert s.token is None
+    with pytest.raises(SessionExpired, match="Login cancelled"):
+        login.outcome(30)
 
 
 def _refused(url):
