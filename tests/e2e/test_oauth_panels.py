@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -194,8 +195,9 @@ def test_a_projects_issuer_is_approved_in_the_cell_before_anything_reaches_it(
     )
     assert link and device.inner_text().strip() in link
     Person("ada").approve_device(link)
-    out = nb.wait_for_output(1, "Logged in as ada")
-    assert f"credentials go to {idp.issuer} (set by ./pyproject.toml)" in out
+    # (the panel says "✓ Logged in" first; the magic's line follows it)
+    out = nb.wait_for_output(1, re.escape(f"credentials go to {idp.issuer} (set by ./pyproject.toml)"))
+    assert "Logged in as ada" in out
     nb.wait_for_output(2, "NEXT ada")
     assert approved_origins(xdg) == {str(project.resolve()): [idp.issuer]}
 
@@ -235,8 +237,9 @@ def test_a_projects_issuer_for_the_code_flow_is_approved_then_the_person_signs_i
     tab.get_by_role("button", name="Continue").click()  # the consent page
     tab.wait_for_function("() => document.body.innerText.includes('Signed in')")
     assert tab.url.startswith("http://127.0.0.1:") and "/callback?" in tab.url
-    out = nb.wait_for_output(1, "Logged in as bob")
-    assert f"credentials go to {idp.issuer} (set by ./pyproject.toml)" in out
+    # (the panel says "✓ Logged in" first; the magic's line follows it)
+    out = nb.wait_for_output(1, re.escape(f"credentials go to {idp.issuer} (set by ./pyproject.toml)"))
+    assert "Logged in as bob" in out
     nb.wait_for_output(2, "NEXT bob")
     tab.close()
     assert approved_origins(xdg) == {str(project.resolve()): [idp.issuer]}
