@@ -559,8 +559,7 @@ class SessionMagics(Magics):
             %login https://api.example.com --token --header X-API-Key
             %login https://api.example.com --user bot --password-env API_PASSWORD
             %login https://api.example.com --oauth device --issuer https://login.example.com --client-id ID
-            %login https://api.example.com --oauth client --issuer https://login.example.com \
-                   --client-id ID --client-secret-env API_CLIENT_SECRET
+            %login {{API_URL}} --oauth client --issuer {{ISSUER}} --client-id ID --client-secret-env VAR
             %login --status
 
         ``--oauth device|code|client`` logs in at an OAuth 2.0 / OpenID Connect issuer:

@@ -282,6 +282,12 @@ def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_sto
     assert "running with a throwaway gnome-keyring" in text, text[-3000:]
     assert f"demo API at http://127.0.0.1:{api_port}" in text, text[-3000:]
     assert len(term.keyring_dirs()) == 1
+    # The address to open is the quickstart's, with JupyterLab's token (its own banner
+    # names /lab, which opens on the launcher).
+    quickstart = f"http://127.0.0.1:{lab_port}/lab/tree/quickstart.ipynb?token={token}"
+    term.wait_for_text(f"demo: open {quickstart}\r\n", 60)
+    term.wait_for_text("demo: Ctrl+C here stops the demo and everything it started", 60)
+    assert requests.get(quickstart, timeout=30).status_code == 200
 
     me = requests.get(f"http://127.0.0.1:{api_port}/me", timeout=10)
     assert me.status_code == 401 and me.headers["WWW-Authenticate"].startswith("Bearer")
