@@ -413,7 +413,7 @@ class SessionMagics(Magics):
         if token is None or not announce:
             return
         verb = "Logged in" if again else "Already logged in"
-        msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
+        msg = f"{verb} as {token.user} at {where} (token {token.describe_expiry()})"
         if session.profile.name != where:
             msg += f" — profile {session.profile.name!r}"
         if session.profile.oauth is not None:
@@ -596,7 +596,7 @@ class SessionMagics(Magics):
             try:
                 token = session.token
                 state = (
-                    f"{token.user}, token expires {token.describe_expiry()}"
+                    f"{token.user}, token {token.describe_expiry()}"
                     + (", refreshable" if token.refresh_token else "")
                     if token
                     else "not logged in"

@@ -260,7 +260,7 @@ class LoginForm:
         self.state.done = True
         profile = self.session.profile
         line = (
-            f"✓ Logged in as {token.user} at {profile.origin_text} (token expires {token.describe_expiry()})"
+            f"✓ Logged in as {token.user} at {profile.origin_text} (token {token.describe_expiry()})"
         )
         if profile.name != profile.origin_text:
             line += f" — profile {profile.name!r}"
