@@ -908,7 +908,7 @@ class SessionMagics(Magics):
         type=int,
         metavar="N",
         help="With --all: fetch up to N pages at once when the first page tells how many there are "
-        "(a total, a page count or Link rel=last); 1 fetches one after another "
+        "(a total, a page count or Link rel=last); 1 to 10, 1 fetches one after another "
         "(default: SessionMagics.concurrency, 4).",
     )
     @argument(
