@@ -100,16 +100,19 @@ export SESSION_MAGICS_DEMO_URL="http://127.0.0.1:$port"
 # Its own session (setsid): the terminal's Ctrl+C does not reach it; cleanup stops
 # it after JupyterLab. --quiet, and its one line of output dropped: the line below
 # says where it is; its warnings and errors still reach the terminal.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# Whatever listens there already would answer the notebooks in the demo API's place.
+! listening || die "port $port is taken (something already listens on 127.0.0.1:$port); choose another: make demo DEMO_PORT=$((port + 1))"
 setsid "$py" -m session_magics.demo --host 127.0.0.1 --port "$port" --quiet >/dev/null &
 api_pid=$!
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 for _ in $(seq 100); do
   listening && break
   running "$api_pid" || die "the demo API exited (is port $port taken? try: make demo DEMO_PORT=...)"
   sleep 0.2
 done
 listening || die "nothing listens on port $port after 20 s"
+running "$api_pid" || die "the demo API exited (is port $port taken? try: make demo DEMO_PORT=...)"
 echo "demo: demo API at $SESSION_MAGICS_DEMO_URL (user demo, password penguins)"
 
 # --- JupyterLab ------------------------------------------------------------------

@@ -329,6 +329,27 @@ def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_sto
     assert_everything_stopped(term, api_port, lab_port)
 
 
+def test_a_taken_api_port_stops_the_demo_before_it_starts_anything(tmp_path):
+    """Another program on DEMO_PORT would answer the notebooks in the demo API's place:
+    the demo says so and stops, instead of announcing an API that is not its own."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        api_port = other.getsockname()[1]
+        lab_port = free_port()
+        term = DemoTerminal(tmp_path, api_port, lab_port, secrets.token_hex(16))
+        try:
+            status = term.wait_ended(180)
+            text = term.output
+            assert status not in (0, None), text[-3000:]
+            assert f"port {api_port} is taken" in text and "DEMO_PORT=" in text, text[-3000:]
+            assert "demo: demo API at" not in text and "ServerApp" not in text, text[-3000:]
+            assert not listening(lab_port)
+            assert term.processes() == {} and term.keyring_dirs() == []
+        finally:
+            term.kill()
+
+
 def test_ctrl_c_again_while_the_demo_stops_orphans_nothing(demo):
     term, api_port, lab_port, token = demo
     start_idle_kernel(lab_port, token)
