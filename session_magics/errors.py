@@ -23,6 +23,13 @@ class SessionExpired(SessionMagicsError):
     """The session could not be renewed: the user has to log in again."""
 
 
+class LoginCancelled(SessionExpired):
+    """The person cancelled the login (Cancel in the form, Ctrl+C or Ctrl+D at the prompt).
+
+    A kind of :class:`SessionExpired`, so ``except SessionExpired`` still catches it.
+    """
+
+
 class LoginError(SessionMagicsError):
     """Logging in failed (wrong credentials, an unexpected answer from the server...)."""
 

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
-from .errors import Interrupted, ProfileError, SessionMagicsError
+from .errors import Interrupted, LoginCancelled, ProfileError, SessionMagicsError
 from .trust import credentials_note
 
 if TYPE_CHECKING:
@@ -112,6 +112,9 @@ class SessionMagics(Magics):
         self._keyring_store: TokenStore | None = None
         self._memory_store: TokenStore | None = None
         self.file_config: Any = None  # config.ConfigState: settings and profiles from files
+        # The last %login, while it has not logged in (cancelled, timed out, failed) and no
+        # other profile is the default: its profile, and whether it was cancelled.
+        self._unfinished_login: tuple[Profile, bool] | None = None
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -138,6 +141,14 @@ class SessionMagics(Magics):
         """The session of profile ``name`` (default: the last one logged in)."""
         name = name or self.default_profile
         if name is None:
+            if self._unfinished_login is not None:
+                from .ui import who
+
+                profile, was_cancelled = self._unfinished_login
+                how = "was cancelled" if was_cancelled else "did not log in"
+                raise ProfileError(
+                    f"not logged in to {who(profile)}: the last %login {how}; run it again to log in"
+                )
             raise ProfileError(
                 "no API yet: run %login BASE_URL first (or give an absolute URL with --no-auth)"
             )
@@ -424,7 +435,8 @@ class SessionMagics(Magics):
             print(f"Warning: {session.storage_warning}", file=sys.stderr)
 
     @magic_arguments()
-    @argument("url", nargs="*", help="The API's base URL, e.g. https://api.example.com/v1")
+    @kwds(usage="%(prog)s [BASE_URL] [options]")
+    @argument("url", nargs="*", metavar="BASE_URL", help="The API's base URL, e.g. https://api.example.com/v1")
     @argument(
         "--profile",
         help="Name this API (several can live side by side), or use a profile configured in "
@@ -580,7 +592,13 @@ class SessionMagics(Magics):
         args, session = self._login_prepare(line)
         if session is None or self._already(args, session):
             return
-        shown = yield from self._ask(session, f"Log in to {session.profile.origin_text}")
+        try:
+            shown = yield from self._ask(session, f"Log in to {session.profile.origin_text}")
+        except SessionMagicsError as exc:
+            if self.default_profile is None:  # what %%api says while no API is logged in
+                self._unfinished_login = (session.profile, isinstance(exc, LoginCancelled))
+            raise
+        self._unfinished_login = None
         self._logged_in(session, announce=not shown)
 
     def _print_status(self) -> None:
@@ -644,13 +662,19 @@ class SessionMagics(Magics):
         return ApiSession(profile, self.store(self.use_keyring), timeout=self.timeout), True
 
     @magic_arguments()
+    @kwds(usage="%(prog)s [URL | --profile NAME]")
     @argument(
         "url",
         nargs="?",
+        metavar="URL",
         help="The API's base URL (or origin): logs out of the login stored for it, whether "
         "or not this kernel logged in there.",
     )
-    @argument("--profile", help="The profile (or base URL) to log out of (default: the current one).")
+    @argument(
+        "--profile",
+        metavar="NAME",
+        help="The profile (or base URL) to log out of (default: the current one).",
+    )
     @no_var_expand
     @line_magic
     def logout(self, line: str = "") -> None:
@@ -843,8 +867,10 @@ class SessionMagics(Magics):
             print(result.headers_text())
         if args.quiet:
             return None
-        if value is not result or result.json_tree:  # a display that cannot carry the summary line
-            self._display(result.summary_line())
+        # The summary line, once per cell whatever the frontend: a line of its own, shown
+        # whether the value is displayed (its display in this cell then leaves the line
+        # out) or assigned (x = %api ..., where nothing else would be shown).
+        self._display(result.summary_line())
         return value
 
     def _save(self, path: str, result: ApiResult) -> None:
@@ -857,7 +883,8 @@ class SessionMagics(Magics):
         print(f"Saved {human_size(result.saved_bytes)} to {result.saved_to}")
 
     @magic_arguments()
-    @argument("request", nargs="*", help="Line form only: the request, e.g. GET /users")
+    @kwds(usage="%%api [options]\n  %%%(prog)s [options] METHOD URL")
+    @argument("request", nargs="*", metavar="METHOD URL", help="Line form only: the request, e.g. GET /users")
     @argument(
         "-o",
         "--output",

@@ -714,7 +714,9 @@ class PendingLogin:
             raise SessionExpired(f"Login failed: {self.error}")
         if timed_out:
             raise SessionExpired(f"No login within {timeout:g} s for {who} (SessionMagics.login_timeout).")
-        raise SessionExpired(f"Login cancelled: {who} is not logged in.")
+        from .ui import cancelled
+
+        raise cancelled(self.session)
 
 
 @dataclass

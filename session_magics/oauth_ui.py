@@ -128,9 +128,9 @@ def terminal_login(login: PendingLogin, title: str, timeout: float | None = None
         login.wait(timeout)
     except KeyboardInterrupt:
         login.cancel()
-        raise SessionExpired(
-            f"Login cancelled: {login.session.profile.describe()} is not logged in."
-        ) from None
+        from .ui import cancelled
+
+        raise cancelled(login.session) from None
     login.outcome(timeout)
 
 

@@ -1007,8 +1007,11 @@ class PagedResult(ApiResult):
             import html
 
             note = f"Incomplete: {self.stopped}."
-            head, _, rest = bundle["text/plain"].partition("\n")
-            bundle["text/plain"] = f"{head}\n{note}\n{rest}"
+            if self._summary_shown_in_this_cell():  # the note comes first (below the line)
+                bundle["text/plain"] = f"{note}\n{bundle['text/plain']}"
+            else:  # the note comes right below the summary line the display starts with
+                head, _, rest = bundle["text/plain"].partition("\n")
+                bundle["text/plain"] = f"{head}\n{note}\n{rest}"
             if "text/html" in bundle:
                 bundle["text/html"] = (
                     f'<div style="color:#b26a00"><b>{html.escape(note)}</b></div>' + bundle["text/html"]

@@ -129,6 +129,14 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+def _current_cell() -> int | None:
+    """The execution count of the cell running now (None outside IPython)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return None if shell is None else shell.execution_count
+
+
 class ApiResult:
     """The answer to one ``%%api`` request."""
 
@@ -144,6 +152,7 @@ class ApiResult:
         self.json_error: str | None = None  # why a body declared as JSON did not parse
         self.saved_to: str | None = None  # --save: the file that holds the body
         self.saved_bytes = 0
+        self._summary_cell: int | None = None  # the cell whose own line showed the summary
         from .redact import Redactor
 
         self.redactor = Redactor()  # the secrets hidden in every display (set by the session)
@@ -266,8 +275,14 @@ class ApiResult:
         return page_hint(self)
 
     def summary_line(self) -> SummaryLine:
-        """The summary line as a display of its own (see :class:`SummaryLine`)."""
+        """The summary line as a display of its own (see :class:`SummaryLine`), shown by
+        ``%api`` above the cell's value. The result's own display in that same cell then
+        leaves the line out (shown once); displayed in a later cell, it carries it again."""
+        self._summary_cell = _current_cell()
         return SummaryLine(self.summary(), self.ok)
+
+    def _summary_shown_in_this_cell(self) -> bool:
+        return self._summary_cell is not None and self._summary_cell == _current_cell()
 
     def __repr__(self) -> str:
         return self.redactor.text(f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>")
@@ -351,14 +366,17 @@ class ApiResult:
         self, include: Any = None, exclude: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         summary = self.summary()
-        problem = "" if self.ok else f"\nHTTP {self.status_code} {self.reason}: {self.problem()}."
-        text = f"{summary}{problem}\n{self._preview_text()}"
+        carried = not self._summary_shown_in_this_cell()
+        lines = [summary] if carried else []
+        if not self.ok:
+            lines.append(f"HTTP {self.status_code} {self.reason}: {self.problem()}.")
+        text = "\n".join([*lines, self._preview_text()])
         bundle: dict[str, Any] = {"text/plain": self.redactor.text(text)}
         if self.json_tree:
             bundle["application/json"] = self.redactor.data(self.data)
             return bundle, {"application/json": {"expanded": False, "root": "data"}}
         color = SUMMARY_COLORS[bool(self.ok)]
-        head = summary_html(summary, self.ok)
+        head = summary_html(summary, self.ok) if carried else ""
         if not self.ok:
             status = html.escape(self.redactor.text(f"HTTP {self.status_code} {self.reason}"))
             head += f'<div style="color:{color}"><b>{status}</b>: {html.escape(self.problem())}.</div>'

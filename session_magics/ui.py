@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import NoFrontendError, SessionExpired, SessionMagicsError
+from .errors import LoginCancelled, NoFrontendError, SessionExpired, SessionMagicsError
 
 if TYPE_CHECKING:
     from .session import ApiSession
@@ -55,7 +55,7 @@ class FormState:
 class _Event:
     """What a widget callback saw, on whatever thread the kernel ran it."""
 
-    kind: Literal["secret", "login", "cancel", "approve"]
+    kind: Literal["secret", "login", "cancel", "approve", "shown"]
     at: float  # time.monotonic() on arrival
     secret: str = field(default="", repr=False)
 
@@ -164,16 +164,30 @@ class LoginForm:
         ]
         self.widget = w.VBox(self.rows)
         self.widget.add_class(FORM_CLASS)
+        # The keyboard goes to the first empty field when the form appears, so the person
+        # can type at once: ipywidgets 8's focus(), sent when the frontend says the field
+        # is in the page (a focus message that comes before its view is lost). _view_count
+        # is ipywidgets' (experimental) count of a widget's views in the page: set to 0,
+        # the frontend counts each view once it is displayed.
+        self.first_field = self.user if not self.user.value and not token_mode else self.secret
+        self._focused = False
+        with contextlib.suppress(Exception):
+            self.first_field._view_count = 0
+            self.first_field.observe(self._field_shown, names="_view_count")
 
     # -- what the widget callbacks do (any thread): record, never decide ----------
 
-    def _post(self, kind: Literal["secret", "login", "cancel", "approve"], secret: str = "") -> None:
+    def _post(self, kind: Literal["secret", "login", "cancel", "approve", "shown"], secret: str = "") -> None:
         self._events.put(_Event(kind, time.monotonic(), secret))
 
     def _take_secret(self, change: Any) -> None:
         if change["new"]:
             self._post("secret", change["new"])
             self.secret.value = ""
+
+    def _field_shown(self, change: Any) -> None:
+        if change["new"]:
+            self._post("shown")
 
     def _approved(self, change: Any) -> None:
         if change["new"]:
@@ -212,10 +226,14 @@ class LoginForm:
         return self.step()
 
     def _handle_event(self, event: _Event) -> None:
-        if event.kind == "cancel":
+        if event.kind == "shown":
+            if not self._focused:
+                self._focused = True
+                self._focus()
+        elif event.kind == "cancel":
             self._forget()
             self.state.cancelled = True
-            self._finish("Login cancelled.", error=True)
+            self._finish("Login cancelled.", error=True, line=False)
         elif event.kind == "approve":
             wanted = self._approval_wanted_at
             self._approval_wanted_at = None
@@ -282,16 +300,24 @@ class LoginForm:
         from IPython.display import display
 
         self._handle = display(self.widget, display_id=True)
+        self._focus()  # the field may be in the page already; if not, again once it is
+
+    def _focus(self) -> None:
+        with contextlib.suppress(Exception):  # a frontend without widget views: nothing to do
+            self.first_field.focus()
 
     def _say(self, text: str, *, error: bool = False) -> None:
         color = "#c62828" if error else "#2e7d32"
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
-    def _finish(self, text: str, *, error: bool = False) -> None:
-        """Replace the form by one line of plain output and close its widgets."""
+    def _finish(self, text: str, *, error: bool = False, line: bool = True) -> None:
+        """Replace the form by one line of plain output and close its widgets.
+
+        ``line=False`` (cancelled, timed out): the form leaves no line of its own, as the
+        error that ends the cell says it (one line, not the same news twice)."""
         if self.session.storage_warning:
             text += f"\nWarning: {self.session.storage_warning}"
-        self.final_line = text
+        self.final_line = text if line else ""
         for child in (self.user, self.secret, self.login_button, self.cancel_button, self.approve):
             if child is not None:
                 child.disabled = True
@@ -299,8 +325,8 @@ class LoginForm:
             self._say(text, error=error)
         else:
             with contextlib.suppress(Exception):
-                self._handle.update(_Line(text, error=error, script=_REFOCUS_JS))
-                self._handle.update(_Line(text, error=error))
+                self._handle.update(_Line(self.final_line, error=error, script=_REFOCUS_JS))
+                self._handle.update(_Line(self.final_line, error=error))
             for widget in (*self.buttons.children, *self.rows, self.widget):
                 with contextlib.suppress(Exception):
                     widget.close()
@@ -315,9 +341,9 @@ def outcome(form: LoginForm, timeout: float) -> None:
     if form.state.done:
         return
     if form.state.cancelled:
-        raise SessionExpired(f"Login cancelled: {form.session.profile.describe()} is not logged in.")
+        raise cancelled(form.session)
     form.state.timed_out = True
-    form._finish(f"No login within {timeout:g} s.", error=True)
+    form._finish(f"No login within {timeout:g} s.", error=True, line=False)
     raise SessionExpired(
         f"No login within {timeout:g} s for {form.session.profile.describe()} (SessionMagics.login_timeout)."
     )
@@ -388,7 +414,7 @@ def terminal_login(session: ApiSession, title: str, user: str | None = None) -> 
             secret = getpass.getpass(f"Password for {user} at {profile.origin_text}: ")
     except (EOFError, KeyboardInterrupt):
         print(file=sys.stderr)  # getpass ends the prompt's line only when it gets an answer
-        raise SessionExpired(f"Login cancelled: {profile.describe()} is not logged in.") from None
+        raise cancelled(session) from None
     # Cleared whatever happens: a traceback (IPython keeps the last one for %debug)
     # holds this frame and its locals.
     try:
@@ -398,6 +424,16 @@ def terminal_login(session: ApiSession, title: str, user: str | None = None) -> 
             session.login(user or "", secret)  # a name was asked for above
     finally:
         secret = ""
+
+
+def cancelled(session: ApiSession) -> LoginCancelled:
+    """The error a cancelled login ends its cell with (the one line that says so)."""
+    return LoginCancelled(f"{who(session.profile)} is not logged in (run the cell again to log in).")
+
+
+def who(profile: Any) -> str:
+    """``demo at http://127.0.0.1:8765``, or the origin alone when no user is known."""
+    return profile.describe() if profile.user else profile.origin_text
 
 
 def no_frontend_error(session: ApiSession, title: str) -> NoFrontendError:

@@ -382,3 +382,63 @@ def test_a_broken_json_body_is_refused_before_anything_is_sent(recorder, new_she
     (sent,) = recorder.wait_for(1)  # only the second one: the first never left
     assert sent["headers"]["content-type"] == "text/plain"
     assert sent["body"] == '{"name": "Adélie",}'.encode()
+
+
+def _summaries_shown(displayed, frontend):
+    """How many summary lines ('GET … → 200 OK · …') a cell's displays show: a terminal
+    prints each one's text/plain; a notebook renders the richest type it knows (the JSON
+    tree, else HTML, else text)."""
+    import json
+
+    count = 0
+    for data in displayed:
+        if frontend == "terminal":
+            shown = data.get("text/plain", "")
+        elif "application/json" in data:
+            shown = json.dumps(data["application/json"])
+        else:
+            shown = data.get("text/html", data.get("text/plain", ""))
+        count += shown.count(" → ")
+    return count
+
+
+@pytest.mark.parametrize("frontend", ["terminal", "notebook"])
+def test_the_summary_line_is_shown_once_whether_the_value_is_displayed_or_assigned(
+    api, kr, new_shell, frontend
+):
+    shell = new_shell()
+    login(shell, api)
+    cells = {
+        "%api GET /me": 1,  # a JSON tree in a notebook, text in a terminal
+        "%%api\nGET /penguins?per_page=5": 1,  # a table
+        "%api GET /penguins?per_page=5 --df": 1,  # a DataFrame below the line
+        "%api GET /nowhere": 1,  # an error status
+        "%%api -o me\nGET /me": 1,  # assigned and displayed
+        "me = %api GET /me": 1,  # assigned only: the line says what happened
+        # displayed in a later cell: the text carries the line again (a notebook's JSON
+        # tree cannot; r.summary() gives it)
+        "me": 1 if frontend == "terminal" else 0,
+        "%api GET /me -q": 0,
+    }
+    for source, expected in cells.items():
+        run = shell.run(source)
+        assert run.error is None, run.all_text
+        assert _summaries_shown(run.displayed, frontend) == expected, (source, run.displayed)
+
+
+def test_help_usage_lines_read_like_the_syntax(new_shell):
+    """`%login?`, `%logout?` and `%%api?` start with the line a person types, not
+    argparse's `[url ...]` / `[request ...]`."""
+    shell = new_shell()
+    usage = {}
+    for source in ("%login?", "%logout?", "%%api?"):
+        run = shell.run(source)
+        assert run.error is None, run.all_text
+        shown = run.stdout + "".join(str(d.get("text/plain", "")) for d in run.displayed)
+        block = shown.split("::", 1)[1].strip().split("\n\n")[0]  # the usage block, first
+        usage[source] = [line.strip() for line in block.splitlines()]
+    assert usage == {
+        "%login?": ["%login [BASE_URL] [options]"],
+        "%logout?": ["%logout [URL | --profile NAME]"],
+        "%%api?": ["%%api [options]", "%api [options] METHOD URL"],
+    }, usage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -42,6 +43,11 @@ def spawn(tmp_path, cwd=None, **extra_env):
     return child
 
 
+def plain(text: str) -> str:
+    """Terminal output without its colours (errors show their class name in red)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
 def test_getpass_login_then_renewal_in_place(api, tmp_path):
     child = spawn(tmp_path)
     transcript = []
@@ -78,7 +84,7 @@ def test_getpass_login_then_renewal_in_place(api, tmp_path):
     assert api.config.password not in "".join(transcript)  # getpass does not echo
 
 
-def test_getpass_cancel_gives_session_expired(api, tmp_path):
+def test_getpass_cancel_says_so_once_and_the_next_request_names_the_api(api, tmp_path):
     child = spawn(tmp_path)
     try:
         child.sendline("%load_ext session_magics")
@@ -86,9 +92,17 @@ def test_getpass_cancel_gives_session_expired(api, tmp_path):
         child.sendline(f"%login {api.url} --user demo --no-keyring")
         child.expect("Password for demo at")
         child.sendcontrol("d")  # EOF at the prompt
-        child.expect("SessionExpired")
-        child.expect("Login cancelled")
         child.expect(r"In \[3\]: ")
+        lines = plain(child.before).splitlines()
+        said = [line for line in lines if "cancel" in line.lower() or "logged" in line]
+        once = f"LoginCancelled: demo at {api.url} is not logged in (run the cell again to log in)."
+        assert said == [once], said
+        child.sendline("%api GET /me")
+        child.expect(r"In \[4\]: ")
+        assert (
+            f"ProfileError: not logged in to demo at {api.url}: the last %login was cancelled; "
+            "run it again to log in" in plain(child.before)
+        ), child.before
     finally:
         child.close(force=True)
 
@@ -105,7 +119,7 @@ def test_ctrl_c_at_the_password_prompt_ends_its_line(api, tmp_path):
         child.sendintr()  # the terminal's Ctrl+C
         child.expect(r"In \[3\]: ")
         after_prompt = child.before
-        assert "Login cancelled" in after_prompt, after_prompt
+        assert "LoginCancelled: demo at" in plain(after_prompt), after_prompt
         assert after_prompt.lstrip(" ").startswith(("\r\n", "\n")), repr(after_prompt)
         assert api.stats()["password_grants"] == 0
     finally:
@@ -142,3 +156,25 @@ def test_a_projects_credential_origin_is_asked_about_once(api, tmp_path):
     assert api.stats()["password_grants"] == 1
     saved = tomllib.loads((xdg / "session-magics" / "config.toml").read_text())
     assert saved["approved_credential_origins"] == {str(project.resolve()): [other]}
+
+
+def test_the_summary_line_is_printed_once(api, tmp_path):
+    """`%api GET /me` in terminal IPython: the summary line once, above the JSON text;
+    `me = %api GET /me` prints it too (once), as the only sign of the request."""
+    child = spawn(tmp_path)
+    try:
+        child.sendline("%load_ext session_magics")
+        child.expect(r"In \[2\]: ")
+        child.sendline(f"%login {api.url} --user demo --no-keyring")
+        child.expect(f"Password for demo at {api.url}: ")
+        child.sendline(api.config.password)
+        child.expect(r"In \[3\]: ")
+        child.sendline("%api GET /me")
+        child.expect(r"In \[4\]: ")
+        shown = child.before
+        assert shown.count("/me → 200 OK") == 1 and '"username": "demo"' in shown, shown
+        child.sendline("me = %api GET /me")
+        child.expect(r"In \[5\]: ")
+        assert child.before.count("/me → 200 OK") == 1, child.before
+    finally:
+        child.close(force=True)

@@ -108,6 +108,26 @@ def test_enter_logs_in_and_the_keyboard_returns_to_the_notebook(notebook, kernel
     )
 
 
+@pytest.mark.parametrize("user", ["", "--user demo"])
+def test_the_keyboard_is_in_the_first_empty_field_when_the_form_appears(notebook, kernel, api, user) -> None:
+    """Type at once, no click: the user name (when not given), Tab, the password, Enter."""
+    nb = notebook([setup_cell(api), f"%login {{{{API}}}} {user}", 'print("NEXT")'], kernel)
+    nb.run_all()
+    form = nb.login_form()
+    first = "input[type=text]" if not user else "input[type=password]"
+    field = form.locator(first).first.element_handle()
+    nb.page.wait_for_function("(el) => el === document.activeElement", arg=field)
+    keys = nb.page.keyboard
+    if not user:
+        keys.type("demo")
+        keys.press("Tab")
+    keys.type(api.config.password)
+    keys.press("Enter")
+    out = nb.wait_for_output(1, "Logged in as demo")
+    assert "Enter the password" not in out
+    nb.wait_for_output(2, "NEXT")
+
+
 def test_finished_form_becomes_one_line_and_the_notebook_reopens_cleanly(notebook, kernel, api) -> None:
     nb = notebook([setup_cell(api), "%login {{API}} --user demo", 'print("NEXT")'], kernel)
     nb.run_all()
