@@ -7,6 +7,7 @@ changes them.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -871,6 +872,7 @@ class SessionMagics(Magics):
         # whether the value is displayed (its display in this cell then leaves the line
         # out) or assigned (x = %api ..., where nothing else would be shown).
         self._display(result.summary_line())
+        result.summary_shown()
         return value
 
     def _save(self, path: str, result: ApiResult) -> None:
@@ -1158,6 +1160,10 @@ def load(ip: Any) -> None:
     if magics not in ip.configurables:
         ip.configurables.append(magics)
     _instance = magics
+    from .result import advance_cell
+
+    for event in ("pre_run_cell", "post_run_cell"):  # the summary line is shown once per cell
+        ip.events.register(event, advance_cell)
     from .config import attach
 
     attach(magics)  # defaults from pyproject.toml / the user config file
@@ -1177,6 +1183,11 @@ def unload(ip: Any) -> None:
         waiting.uninstall_transformer(ip)
     except ImportError:  # pragma: no cover
         pass
+    from .result import advance_cell
+
+    for event in ("pre_run_cell", "post_run_cell"):
+        with contextlib.suppress(ValueError):
+            ip.events.unregister(event, advance_cell)
     if _instance is not None:
         for session in _instance.sessions.values():
             session.close()

@@ -129,12 +129,15 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-def _current_cell() -> int | None:
-    """The execution count of the cell running now (None outside IPython)."""
-    from IPython import get_ipython
+#: Advanced when an IPython cell starts and when it ends (its pre_run_cell and
+#: post_run_cell events, see magics.load): tells one cell from the next, and from the
+#: time between cells.
+_cell_serial = 0
 
-    shell = get_ipython()
-    return None if shell is None else shell.execution_count
+
+def advance_cell(*_args: Any) -> None:
+    global _cell_serial
+    _cell_serial += 1
 
 
 class ApiResult:
@@ -275,14 +278,17 @@ class ApiResult:
         return page_hint(self)
 
     def summary_line(self) -> SummaryLine:
-        """The summary line as a display of its own (see :class:`SummaryLine`), shown by
-        ``%api`` above the cell's value. The result's own display in that same cell then
-        leaves the line out (shown once); displayed in a later cell, it carries it again."""
-        self._summary_cell = _current_cell()
+        """The summary line as a display of its own (see :class:`SummaryLine`)."""
         return SummaryLine(self.summary(), self.ok)
 
+    def summary_shown(self) -> None:
+        """``%api`` showed the summary line above the cell's value: the result's own
+        display in that same cell leaves it out (shown once); displayed later, it
+        carries the line again."""
+        self._summary_cell = _cell_serial
+
     def _summary_shown_in_this_cell(self) -> bool:
-        return self._summary_cell is not None and self._summary_cell == _current_cell()
+        return self._summary_cell == _cell_serial
 
     def __repr__(self) -> str:
         return self.redactor.text(f"<ApiResult {self.method} {self.url} → {self.status_code} {self.reason}>")

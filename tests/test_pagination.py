@@ -524,12 +524,13 @@ def _summary_div(html_text: str) -> str:
 
 def test_summary_lines_look_the_same_for_json_tables_text_and_dataframes(api, shell):
     login_demo(shell, api)
-    json_tree = shell.run("%%api\nGET /me")  # a JSON tree: the summary line is a display of its own
+    # every value comes below a summary line of its own
+    json_tree = shell.run("%%api\nGET /me")  # a JSON tree
     assert "application/json" in json_tree.displayed[-1]
-    table = shell.run("%%api\nGET /penguins?per_page=5")  # a table, the summary line inside
-    frame = shell.run("%api GET /penguins?per_page=5 --df")  # a DataFrame below a summary line
+    table = shell.run("%%api\nGET /penguins?per_page=5")  # a table
+    frame = shell.run("%api GET /penguins?per_page=5 --df")  # a DataFrame
     text = shell.run("%%api\nGET /text")  # plain text
-    assert "penguin colony" in text.displayed[0]["text/html"]
+    assert "penguin colony" in text.displayed[-1]["text/html"]
     looks = {
         "json": _summary_div(json_tree.displayed[0]["text/html"]),
         "table": _summary_div(table.displayed[0]["text/html"]),
