@@ -8,7 +8,7 @@ changes them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
-from .errors import Interrupted, ProfileError, SessionMagicsError
+from .errors import Interrupted, OneLine, ProfileError, SessionMagicsError, interrupted_wait
 from .trust import credentials_note
 
 if TYPE_CHECKING:
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
 _instance: SessionMagics | None = None
 
 
-def _render_traceback(self: SessionMagicsError) -> list[str]:
+def _render_traceback(self: BaseException) -> list[str]:
     """Shown by IPython instead of a traceback: our errors are messages, not crashes."""
-    red, reset = "\x1b[0;31m", "\x1b[0m"
-    return [f"{red}{type(self).__name__}{reset}: {self}"]
+    return OneLine(type(self).__name__, str(self))()
 
 
 SessionMagicsError._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
@@ -242,22 +241,34 @@ class SessionMagics(Magics):
             answered = getattr(form, "announces", True)
         return answered
 
-    def _wait(self, form: Any) -> None:
-        """The synchronous driver's answer to a step: wait for the form, then close it."""
+    def _waiter(self, what: str) -> Callable[[Any], None]:
+        """The synchronous driver's answer to a step of the magic ``what`` (``%login``,
+        ``%%api``...): wait for the form, then close it."""
         from . import waiting
 
-        try:
-            waiting.wait_for(form.is_finished, self.login_timeout)
-        finally:
-            form.close()
+        def wait(form: Any) -> None:
+            try:
+                waiting.wait_for(form.is_finished, self.login_timeout)
+            except KeyboardInterrupt as exc:
+                raise _interrupted(form, what, exc) from None
+            finally:
+                form.close()
 
-    async def _wait_async(self, form: Any) -> None:
+        return wait
+
+    def _waiter_async(self, what: str) -> Callable[[Any], Awaitable[None]]:
+        """The asynchronous twin of :meth:`_waiter`."""
         from . import waiting
 
-        try:
-            await waiting.wait_for_async(form.is_finished, self.login_timeout)
-        finally:
-            form.close()
+        async def wait(form: Any) -> None:
+            try:
+                await waiting.wait_for_async(form.is_finished, self.login_timeout)
+            except KeyboardInterrupt as exc:
+                raise _interrupted(form, what, exc) from None
+            finally:
+                form.close()
+
+        return wait
 
     # ---------------------------------------------------------------- %login
     def profile_from_args(self, args: Any) -> Profile | None:
@@ -569,12 +580,12 @@ class SessionMagics(Magics):
         """
         from .steps import run
 
-        run(self._login_steps(line), self._wait)
+        run(self._login_steps(line), self._waiter("%login"))
 
     async def login_async(self, line: str = "") -> None:
         from .steps import run_async
 
-        await run_async(self._login_steps(line), self._wait_async)
+        await run_async(self._login_steps(line), self._waiter_async("%login"))
 
     def _login_steps(self, line: str) -> Generator[Any, None, None]:
         """The body of %login, for both drivers: yields each form to wait for."""
@@ -975,12 +986,12 @@ class SessionMagics(Magics):
         """
         from .steps import drive
 
-        return drive(self._api_steps(line, cell), self._wait)
+        return drive(self._api_steps(line, cell), self._waiter(_api_name(cell)))
 
     async def api_async(self, line: str = "", cell: str | None = None) -> ApiResult | None:
         from .steps import drive_async
 
-        return await drive_async(self._api_steps(line, cell), self._wait_async)
+        return await drive_async(self._api_steps(line, cell), self._waiter_async(_api_name(cell)))
 
     def _api_steps(self, line: str, cell: str | None) -> Generator[Any, None, Any]:
         """The body of %%api, for both drivers: yields each form to wait for. Driven by
@@ -1010,6 +1021,23 @@ def _hiding(secrets: tuple[str, ...]) -> Iterator[None]:
         if text == str(exc):
             raise
         raise type(exc)(text) from None
+
+
+def _api_name(cell: str | None) -> str:
+    return "%api" if cell is None else "%%api"
+
+
+def _interrupted(form: Any, what: str, exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """The error of a cell interrupted while ``form`` waited: the form is closed, and the
+    cell ends with ``KeyboardInterrupt: %login interrupted while the login form waited:
+    not logged in, nothing was stored`` (one line). An :class:`Interrupted` (Ctrl+C in
+    the middle of the login's own request or keyring call) says what it stopped: it stays."""
+    left = form.interrupted()
+    if isinstance(exc, Interrupted):
+        return exc
+    if what != "%login":
+        left += "; the request was not completed"
+    return interrupted_wait(f"{what} interrupted while {form.described} waited: {left}")
 
 
 def _outcome(form: Any, timeout: float, default: Callable[[Any, float], None]) -> None:
