@@ -18,6 +18,7 @@ at once, before any form is shown.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import queue
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.slow
 LOST = 60.0
 
 SETUP = """\
+import html
 import json
 import threading
 from comm import create_comm
@@ -651,3 +653,72 @@ def test_interrupting_the_login_form_of_a_running_request(
     assert f"GET {api.url}/me → 200 OK" in _shown_text(fe, again)
     stats = api.stats()
     assert stats["password_grants"] == 1 and stats["login_failures"] == 0
+
+
+def _panel_waits(fe: Frontend, cell: str) -> dict[str, Any]:
+    """Wait until ``cell`` shows an OAuth device panel and waits for it; the comm ids
+    of its Cancel button and message line, and the link the person opens."""
+    shown = fe.pump_iopub(
+        lambda m: m["msg_type"] == "display_data"
+        and m["parent_header"].get("msg_id") == cell
+        and WIDGET_VIEW in m["content"]["data"],
+        "the device code panel",
+    )
+    _wait_begins(fe, cell, shown)
+    panel: dict[str, Any] = {"html": []}
+    for m in fe.iopub:
+        if m["msg_type"] != "comm_open" or m["parent_header"].get("msg_id") != cell:
+            continue
+        state = m["content"]["data"].get("state", {})
+        if state.get("_model_name") == "ButtonModel" and state.get("description") == "Cancel":
+            panel["cancel"] = m["content"]["comm_id"]
+        elif state.get("_model_name") == "HTMLModel":
+            panel["html"].append(m["content"]["comm_id"])
+            link = re.search(r'href="([^"]+)"', state.get("value", ""))
+            if link:
+                panel["link"] = html.unescape(link.group(1))
+    assert "cancel" in panel and "link" in panel, panel
+    return panel
+
+
+def _updates(fe: Frontend, comm_ids: list[str], key: str) -> list[Any]:
+    return [
+        m["content"]["data"]["state"][key]
+        for m in fe.iopub
+        if m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] in comm_ids
+        and key in m["content"]["data"].get("state", {})
+    ]
+
+
+def test_interrupting_the_device_code_panel(frontend: Frontend, idp: Any, oauth_api: Any) -> None:
+    """%login --oauth device waits for the person to approve in a browser; interrupted,
+    the cell ends with one line, the panel says so and is disabled, the login is
+    abandoned; the next %login shows a new panel that works."""
+    from tests.idp.person import Person
+
+    fe = frontend
+    fe.run("%load_ext session_magics")
+    login = (
+        f"%login {oauth_api.url} --oauth device --issuer {idp.issuer} --client-id notebook "
+        "--scope 'openid profile' --no-keyring"
+    )
+    cell = fe.execute(login)
+    panel = _panel_waits(fe, cell)
+    fe.km.interrupt_kernel()
+    fe.finished(cell)
+    (reply,) = fe.replies(cell)
+    _assert_one_line(
+        fe,
+        cell,
+        reply["content"],
+        "%login interrupted while the device code panel waited: the login was abandoned",
+    )
+    assert any("Login interrupted: not logged in." in str(v) for v in _updates(fe, panel["html"], "value"))
+    assert True in _updates(fe, [panel["cancel"]], "disabled")
+    again = fe.execute(login)
+    Person("ada").approve_device(_panel_waits(fe, again)["link"])
+    fe.finished(again)
+    (reply,) = fe.replies(again)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert "Logged in as ada" in _shown_text(fe, again)

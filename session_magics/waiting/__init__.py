@@ -20,7 +20,8 @@ The package, one module per concern:
                        kernel line of the running kernel
 ``base``               the interface of a kernel line (:class:`KernelLine`, a
                        :class:`~.base.Pump` per wait), :class:`CannotWaitHere`,
-                       and what the lines share (busy status, the cell's parent)
+                       and what the lines share (busy status, the cell's parent,
+                       the kernel's interrupt while a cell waits)
 ``ipykernel6``         ipykernel 6.x: the message queue; all it touches inside
                        ipykernel is listed there, on one screen
 ``ipykernel7``         ipykernel 7.x: the main thread's stream, subshells, the
