@@ -47,7 +47,7 @@ except KeyringError as exc:
 EOF
   ); then
     if command -v gnome-keyring-daemon >/dev/null 2>&1 && command -v dbus-daemon >/dev/null 2>&1; then
-      echo "demo: no usable OS keyring here (${problem%%. *})."
+      echo "demo: ${problem%%. *}."
       echo "demo: running with a throwaway gnome-keyring; demo tokens are forgotten when the demo stops."
       SECRET_SERVICE_SAY=demo exec scripts/with-secret-service.sh bash "$0" "$py" "$port" "$@"
     fi
@@ -100,24 +100,57 @@ export SESSION_MAGICS_DEMO_URL="http://127.0.0.1:$port"
 # Its own session (setsid): the terminal's Ctrl+C does not reach it; cleanup stops
 # it after JupyterLab. --quiet, and its one line of output dropped: the line below
 # says where it is; its warnings and errors still reach the terminal.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# Whatever listens there already would answer the notebooks in the demo API's place.
+! listening || die "port $port is taken (something already listens on 127.0.0.1:$port); choose another: make demo DEMO_PORT=$((port + 1))"
 setsid "$py" -m session_magics.demo --host 127.0.0.1 --port "$port" --quiet >/dev/null &
 api_pid=$!
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 for _ in $(seq 100); do
   listening && break
   running "$api_pid" || die "the demo API exited (is port $port taken? try: make demo DEMO_PORT=...)"
   sleep 0.2
 done
 listening || die "nothing listens on port $port after 20 s"
+running "$api_pid" || die "the demo API exited (is port $port taken? try: make demo DEMO_PORT=...)"
 echo "demo: demo API at $SESSION_MAGICS_DEMO_URL (user demo, password penguins)"
 
 # --- JupyterLab ------------------------------------------------------------------
 root_flag=()
 [ "$(id -u)" -ne 0 ] || root_flag=(--allow-root)
+runtime_dir=$("$py" -c 'from jupyter_core.paths import jupyter_runtime_dir; print(jupyter_runtime_dir())')
 # Its own session too; this script waits for it and stops it on Ctrl+C / SIGTERM.
 setsid "$(dirname "$py")/jupyter" lab --ip=127.0.0.1 "${root_flag[@]}" "$@" notebooks/quickstart.ipynb &
 lab_pid=$!
+
+# The address of the quickstart, token included: JupyterLab's own banner names /lab, which
+# opens on the launcher, and its "Control-C ... twice" does not apply here. Read from the
+# file JupyterLab writes once it listens (setsid execs in place: the PID is JupyterLab's).
+server_file="$runtime_dir/jpserver-$lab_pid.json"
+for _ in $(seq 600); do
+  [ -s "$server_file" ] || ! running "$lab_pid" || { sleep 0.2; continue; }
+  break
+done
+if [ -s "$server_file" ] && notebook_url=$("$py" - "$server_file" <<'EOF'
+import json
+import sys
+import time
+for _ in range(50):  # the file may be caught half-written
+    try:
+        with open(sys.argv[1]) as f:
+            info = json.load(f)
+        break
+    except ValueError:
+        time.sleep(0.1)
+else:
+    sys.exit(1)
+token = f"?token={info['token']}" if info.get("token") else ""
+print(f"{info['url']}lab/tree/quickstart.ipynb{token}")
+EOF
+); then
+  echo "demo: open $notebook_url"
+  echo "demo: Ctrl+C here stops the demo and everything it started"
+fi
 set +e
 wait "$lab_pid"  # returns at once when Ctrl+C / SIGTERM arrives (the traps above)
 rc=$?

@@ -62,6 +62,21 @@ ROWS: OrderedDict[str, tuple[str, str]] = OrderedDict(
             ),
         ),
         (
+            "test_oauth_confinement.py",
+            (
+                "1. OAuth: where each secret goes",
+                "every flow against a real OpenID provider: access token only at the API, client "
+                "secret, refresh token, PKCE verifier and device code only in POSTs to the issuer's "
+                "endpoints, ID token nowhere; a cloned repository's issuer or endpoint on another "
+                "origin (nothing, not even discovery, before approval; a refresh after the project "
+                "file changed the issuer); discovery naming another issuer, an endpoint elsewhere "
+                "or in plain http, redirecting elsewhere; token, device and revocation endpoints "
+                "redirecting away or https→http; forged loopback callbacks, the listener closed at timeout "
+                "and cancel; forged ID tokens; "
+                "secrets echoed in errors — asserted on what recording servers received",
+            ),
+        ),
+        (
             "test_secrets.py",
             (
                 "2. Secrets never surface",

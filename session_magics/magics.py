@@ -424,7 +424,7 @@ class SessionMagics(Magics):
         if token is None or not announce:
             return
         verb = "Logged in" if again else "Already logged in"
-        msg = f"{verb} as {token.user} at {where} (token expires {token.describe_expiry()})"
+        msg = f"{verb} as {token.user} at {where} (token {token.describe_expiry()})"
         if session.profile.name != where:
             msg += f" — profile {session.profile.name!r}"
         if session.profile.oauth is not None:
@@ -570,8 +570,7 @@ class SessionMagics(Magics):
             %login https://api.example.com --token --header X-API-Key
             %login https://api.example.com --user bot --password-env API_PASSWORD
             %login https://api.example.com --oauth device --issuer https://login.example.com --client-id ID
-            %login https://api.example.com --oauth client --issuer https://login.example.com \
-                   --client-id ID --client-secret-env API_CLIENT_SECRET
+            %login {{API_URL}} --oauth client --issuer {{ISSUER}} --client-id ID --client-secret-env VAR
             %login --status
 
         ``--oauth device|code|client`` logs in at an OAuth 2.0 / OpenID Connect issuer:
@@ -608,7 +607,7 @@ class SessionMagics(Magics):
             try:
                 token = session.token
                 state = (
-                    f"{token.user}, token expires {token.describe_expiry()}"
+                    f"{token.user}, token {token.describe_expiry()}"
                     + (", refreshable" if token.refresh_token else "")
                     if token
                     else "not logged in"
@@ -920,7 +919,7 @@ class SessionMagics(Magics):
         type=int,
         metavar="N",
         help="With --all: fetch up to N pages at once when the first page tells how many there are "
-        "(a total, a page count or Link rel=last); 1 fetches one after another "
+        "(a total, a page count or Link rel=last); 1 to 10, 1 fetches one after another "
         "(default: SessionMagics.concurrency, 4).",
     )
     @argument(

@@ -100,7 +100,7 @@ class Token:
         parts = [f"type={self.token_type!r}"]
         if self.user:
             parts.append(f"user={self.user!r}")
-        parts.append(f"expires={self.describe_expiry()}")
+        parts.append(self.describe_expiry())
         parts.append("refreshable" if self.refresh_token else "not refreshable")
         return f"<Token {' '.join(parts)}>"
 
@@ -125,16 +125,18 @@ class Token:
         return left <= leeway
 
     def describe_expiry(self, now: float | None = None) -> str:
+        """What follows "token" in a sentence: "expires in 4 min, at 2026-12-03 16:45:55",
+        "expired at …", or "expiry unknown"."""
         left = self.expires_in(now)
         if left is None or self.expires_at is None:
-            return "unknown"
+            return "expiry unknown"
         try:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.expires_at))
         except (OverflowError, ValueError, OSError):  # not a time this platform can show
-            return "unknown"
+            return "expiry unknown"
         if left <= 0:
-            return f"expired ({when})"
-        return f"in {_human(left)} ({when})"
+            return f"expired at {when}"
+        return f"expires in {_human(left)}, at {when}"
 
     def replace(self, **changes: Any) -> Token:
         return dataclasses.replace(self, **changes)

@@ -266,7 +266,7 @@ class LoginForm:
         self.state.done = True
         profile = self.session.profile
         line = (
-            f"✓ Logged in as {token.user} at {profile.origin_text} (token expires {token.describe_expiry()})"
+            f"✓ Logged in as {token.user} at {profile.origin_text} (token {token.describe_expiry()})"
         )
         if profile.name != profile.origin_text:
             line += f" — profile {profile.name!r}"
@@ -384,6 +384,7 @@ def terminal_approval(session: ApiSession) -> None:
     try:
         answer = input(f"Send your credentials to {origins}, and remember that for this project? [y/N] ")
     except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)  # the prompt's line ends here, not in the message after it
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise SessionExpired(
@@ -404,6 +405,7 @@ def terminal_login(session: ApiSession, title: str, user: str | None = None) -> 
             user = user or profile.user or input(f"User at {profile.origin_text}: ").strip()
             secret = getpass.getpass(f"Password for {user} at {profile.origin_text}: ")
     except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)  # getpass ends the prompt's line only when it gets an answer
         raise SessionExpired(f"Login cancelled: {profile.describe()} is not logged in.") from None
     # Cleared whatever happens: a traceback (IPython keeps the last one for %debug)
     # holds this frame and its locals.

@@ -282,6 +282,12 @@ def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_sto
     assert "running with a throwaway gnome-keyring" in text, text[-3000:]
     assert f"demo API at http://127.0.0.1:{api_port}" in text, text[-3000:]
     assert len(term.keyring_dirs()) == 1
+    # The address to open is the quickstart's, with JupyterLab's token (its own banner
+    # names /lab, which opens on the launcher).
+    quickstart = f"http://127.0.0.1:{lab_port}/lab/tree/quickstart.ipynb?token={token}"
+    term.wait_for_text(f"demo: open {quickstart}\r\n", 60)
+    term.wait_for_text("demo: Ctrl+C here stops the demo and everything it started", 60)
+    assert requests.get(quickstart, timeout=30).status_code == 200
 
     me = requests.get(f"http://127.0.0.1:{api_port}/me", timeout=10)
     assert me.status_code == 401 and me.headers["WWW-Authenticate"].startswith("Bearer")
@@ -321,6 +327,27 @@ def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_sto
     status = term.wait_ended(120)
     assert status != 0  # make reports the interruption
     assert_everything_stopped(term, api_port, lab_port)
+
+
+def test_a_taken_api_port_stops_the_demo_before_it_starts_anything(tmp_path):
+    """Another program on DEMO_PORT would answer the notebooks in the demo API's place:
+    the demo says so and stops, instead of announcing an API that is not its own."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        api_port = other.getsockname()[1]
+        lab_port = free_port()
+        term = DemoTerminal(tmp_path, api_port, lab_port, secrets.token_hex(16))
+        try:
+            status = term.wait_ended(180)
+            text = term.output
+            assert status not in (0, None), text[-3000:]
+            assert f"port {api_port} is taken" in text and "DEMO_PORT=" in text, text[-3000:]
+            assert "demo: demo API at" not in text and "ServerApp" not in text, text[-3000:]
+            assert not listening(lab_port)
+            assert term.processes() == {} and term.keyring_dirs() == []
+        finally:
+            term.kill()
 
 
 def test_ctrl_c_again_while_the_demo_stops_orphans_nothing(demo):

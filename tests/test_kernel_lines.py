@@ -374,6 +374,43 @@ def test_a_cancellation_that_is_no_interrupt_stays_a_cancellation(frontend: Fron
     assert out.splitlines()[-1] == "TIMEOUT", out
 
 
+# Ctrl+C arriving at the worst moment: the cell's wait has just taken the kernel's
+# message stream (ipykernel 7) or queue (ipykernel 6) in hand and has not yet entered
+# the block that gives it back. The pump is built, then the kernel sends itself SIGINT.
+INTERRUPT_IN_SETUP = """\
+import os, signal
+line = waiting.kernel_line()
+build = line.sync_pump
+
+def build_then_interrupt():
+    pump = build()
+    os.kill(os.getpid(), signal.SIGINT)
+    return pump
+
+line.sync_pump = build_then_interrupt
+try:
+    waiting.wait_for(done, None)
+finally:
+    del line.sync_pump
+"""
+
+
+def test_an_interrupt_while_the_wait_takes_the_kernels_messages_leaves_the_kernel_working(
+    frontend: Frontend,
+) -> None:
+    fe = frontend
+    fe.run(SETUP)
+    wait = fe.execute(INTERRUPT_IN_SETUP)
+    fe.finished(wait)
+    (reply,) = fe.replies(wait)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+    # The stream/queue is the kernel's again: the next cells run, and widget messages
+    # reach their handlers as in any idle kernel.
+    assert fe.run("print('AFTER')") == "AFTER\n"
+    assert fe.run(NEXT) == "NEXT 0\n"
+
+
 IN_PROCESS = textwrap.dedent(
     """
     import json, os

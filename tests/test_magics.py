@@ -37,6 +37,23 @@ def test_help_text_on_every_magic(new_shell):
     assert "{{expr}}" in shell.ip.find_magic("api").__doc__
 
 
+def test_help_examples_are_one_command_a_line(new_shell):
+    """`%login?` shows each example as a person would type it: a line continued with a
+    backslash in the source would show as one line with a gap of spaces in it."""
+    import re
+
+    shell = new_shell()
+    examples = [
+        line.strip()
+        for name in ("login", "logout", "api")
+        for line in shell.ip.find_magic(name).__doc__.splitlines()
+        if re.match(r"\s*(\w+ = )?%", line)
+    ]
+    assert any(e.startswith("%login") and "--oauth client" in e for e in examples), examples
+    for example in examples:
+        assert not re.search(r"\S {2,}\S", example) and not example.endswith("\\"), example
+
+
 def test_login_stores_token_in_keyring_and_nothing_secret_surfaces(api, kr, new_shell):
     shell = new_shell()
     run = login(shell, api)

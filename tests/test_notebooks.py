@@ -168,3 +168,17 @@ def test_oauth_notebook_runs_headless_with_client_credentials(
     saved = nbformat.writes(nb)
     assert CLIENT_SECRET not in saved and not any(t in saved for t in tokens)
     assert idp.introspect(tokens[0])["active"] is False  # %logout revoked it
+
+
+def test_oauth_notebook_without_a_provider_says_what_to_set(kernel_env):
+    """Opened from `make demo`, which starts no identity provider: the first cell stops
+    the notebook saying what to set, not with a KeyError."""
+    for name in ("OAUTH_API_URL", "OAUTH_ISSUER", "OAUTH_FLOW"):
+        kernel_env.delenv(name, raising=False)
+    nb = nbformat.read(NOTEBOOKS / "oauth.ipynb", as_version=4)
+    with pytest.raises(CellExecutionError) as failed:
+        run_notebook(nb)
+    message = str(failed.value)
+    assert "set OAUTH_API_URL and OAUTH_ISSUER" in message, message
+    assert "make demo starts no provider" in message and "KeyError" not in message, message
+    assert "make demo" in nb.cells[0].source  # the notebook's first words say so too

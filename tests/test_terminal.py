@@ -93,6 +93,25 @@ def test_getpass_cancel_gives_session_expired(api, tmp_path):
         child.close(force=True)
 
 
+def test_ctrl_c_at_the_password_prompt_ends_its_line(api, tmp_path):
+    """Ctrl+C at getpass cancels the login; the message starts on a line of its own
+    (getpass ends the prompt's line only when it gets an answer)."""
+    child = spawn(tmp_path)
+    try:
+        child.sendline("%load_ext session_magics")
+        child.expect(r"In \[2\]: ")
+        child.sendline(f"%login {api.url} --user demo --no-keyring")
+        child.expect(f"Password for demo at {api.url}: ")
+        child.sendintr()  # the terminal's Ctrl+C
+        child.expect(r"In \[3\]: ")
+        after_prompt = child.before
+        assert "Login cancelled" in after_prompt, after_prompt
+        assert after_prompt.lstrip(" ").startswith(("\r\n", "\n")), repr(after_prompt)
+        assert api.stats()["password_grants"] == 0
+    finally:
+        child.close(force=True)
+
+
 def test_a_projects_credential_origin_is_asked_about_once(api, tmp_path):
     """A pyproject.toml puts the token endpoint on another origin (localhost:PORT for the
     API at 127.0.0.1:PORT): terminal IPython asks y/N before the password, and the yes is

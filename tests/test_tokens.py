@@ -80,6 +80,15 @@ def test_expiry_helpers():
     assert "expired" in Token("A", expires_at=NOW - 1).describe_expiry(now=NOW)
 
 
+def test_expiry_reads_as_one_sentence_after_token():
+    """The "Logged in" and --status lines say "token expires in 4 min, at …": no nested
+    parentheses, and an expired token does not read "token expires expired"."""
+    fresh = Token("A", expires_at=NOW + 240).describe_expiry(now=NOW)
+    assert fresh.startswith("expires in 4 min, at ") and "(" not in fresh, fresh
+    assert Token("A", expires_at=NOW - 1).describe_expiry(now=NOW).startswith("expired at ")
+    assert Token("A").describe_expiry(now=NOW) == "expiry unknown"
+
+
 def test_a_short_lived_token_is_renewed_at_half_its_lifetime_not_before_every_request():
     # 5 s tokens with the default 30 s leeway: fresh for the first half, due in the second.
     t = Token("A", expires_at=NOW + 5, obtained_at=NOW)

@@ -692,3 +692,25 @@ def test_other_cancellations_of_an_asynchronous_wait_stay_cancellations() -> Non
         return "done"
 
     assert asyncio.run(main()) == "timed out"
+
+
+def test_an_interrupt_inside_interrupts_deferred_takes_effect_at_its_end() -> None:
+    """A real SIGINT sent to this process inside the block: the block runs to its
+    end, then the interrupt is raised as the handler in effect before would (here
+    Python's default: KeyboardInterrupt); afterwards that handler is in place again."""
+    import os
+    import signal
+
+    from session_magics.waiting.base import interrupts_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append("after the signal")  # the signal is handled before this line runs
+        steps.append("the block's end")
+    assert steps == ["after the signal", "the block's end"]
+    assert signal.getsignal(signal.SIGINT) is before
+    with interrupts_deferred():  # no signal: nothing raised
+        steps.append("quiet")
+    assert steps[-1] == "quiet"

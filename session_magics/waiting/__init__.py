@@ -52,6 +52,7 @@ from .base import (
     busy_while_waiting,
     handler_hooks_off,
     interrupt_points,
+    interrupts_deferred,
     interrupts_noted,
     running_kernel,
 )
@@ -157,10 +158,19 @@ def _waiting(*, asynchronous: bool, need_frontend: bool) -> Any:
     if line is None:
         yield Pump()
         return
-    with handler_hooks_off(line):
-        pump = line.async_pump() if asynchronous else line.sync_pump()
-        with busy_while_waiting(line), pump:
-            yield pump
+    # Taking the kernel's messages in hand and giving them back happen whole (an
+    # interrupt in between would leave the kernel's stream ours and no further cell
+    # would ever run); an interrupt during the wait itself ends it as usual.
+    stack = contextlib.ExitStack()
+    try:
+        with interrupts_deferred():
+            stack.enter_context(handler_hooks_off(line))
+            stack.enter_context(busy_while_waiting(line))
+            pump = stack.enter_context(line.async_pump() if asynchronous else line.sync_pump())
+        yield pump
+    finally:
+        with interrupts_deferred():
+            stack.close()
 
 
 def wait_for(

@@ -25,6 +25,7 @@ the kernel's public API only (``session``, ``get_parent``, ``set_parent``).
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -157,6 +158,43 @@ class KernelLine(ABC):
     def wrap_publish_status(self, wrap: WrapStatus) -> AbstractContextManager[Any]:
         """For the duration, the kernel publishes every status (busy, idle) through
         ``wrap(its own publisher)``."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """An interrupt (SIGINT: Jupyter's "Interrupt kernel", Ctrl+C in a terminal)
+    arriving inside the block takes effect when the block ends, not in its middle.
+
+    Around what must happen whole: putting the kernel's message stream or queue in
+    our hands and giving it back, and moving a message from the kernel's queue to our
+    stash. A ``KeyboardInterrupt`` raised between two of those steps would leave the
+    next cells' ``execute_request`` in a stash nobody reads, and the kernel would
+    never run another cell. The handler in effect before is called at the end, so
+    the interrupt still does what it would have done (IPython's default handler
+    raises ``KeyboardInterrupt``). Only the main thread receives signals; elsewhere
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def later(signum: int, frame: Any) -> None:
+        arrived.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, later)
+    except (ValueError, OSError):  # signals unavailable here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if arrived and callable(previous):
+            previous(signal.SIGINT, None)
+        elif arrived and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -48,6 +48,7 @@ from .base import (
     Pump,
     WrapStatus,
     dispatching,
+    interrupts_deferred,
     log_error,
     msg_type,
     replaced_attribute,
@@ -123,16 +124,23 @@ class QueuePump(Pump):
             else:
                 yield handle
 
+    def _take_due(self) -> list[tuple[Any, tuple[Any, ...]]]:
+        """:meth:`_due`, whole: an interrupt cannot drop a message between the queue
+        and the stash (it would be the next cell's ``execute_request``)."""
+        with interrupts_deferred():
+            return list(self._due())
+
     def pull_sync(self) -> None:
         self._feed_idle_getter()
         self.stepper.poll()
-        self.kernel.shell_stream.flush()
-        for dispatch, args in self._due():
+        with interrupts_deferred():
+            self.kernel.shell_stream.flush()
+        for dispatch, args in self._take_due():
             with dispatching(self.line):
                 self.stepper.run(dispatch(*args))
 
     async def pull_async(self) -> None:
-        for dispatch, args in self._due():
+        for dispatch, args in self._take_due():
             with dispatching(self.line):
                 try:
                     await dispatch(*args)

@@ -80,6 +80,7 @@ from .base import (
     Pump,
     WrapStatus,
     dispatching,
+    interrupts_deferred,
     msg_type,
     replaced_attribute,
 )
@@ -226,9 +227,10 @@ class StreamPump(ConcurrentCommsPump):
         stream.on_recv(self._on_recv, copy=False)
 
     def _on_recv(self, frames: Any) -> None:
-        if msg_type(self.kernel, frames) not in DISPATCH_NOW:
-            self.stash.append(frames)
-            return
+        with interrupts_deferred():  # (an interrupt here would lose the message)
+            if msg_type(self.kernel, frames) not in DISPATCH_NOW:
+                self.stash.append(frames)
+                return
         kwargs: dict[str, Any] = {"subshell_id": None}
         if self.line.concurrent:
             kwargs["concurrent"] = True
@@ -239,7 +241,8 @@ class StreamPump(ConcurrentCommsPump):
         import zmq
 
         self.stepper.poll()
-        self.stream.flush(zmq.POLLIN)
+        with interrupts_deferred():  # between receiving and _on_recv: see there
+            self.stream.flush(zmq.POLLIN)
 
     async def pull_async(self) -> None:
         # The event loop runs and feeds _on_recv; only resume suspended handlers.

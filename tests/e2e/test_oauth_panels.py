@@ -8,12 +8,19 @@
 * code flow: the "Sign in" link opens the provider's sign-in page in the browser; after
   signing in there, the provider redirects the browser to the kernel's loopback
   listener and the cells below run;
-* the saved notebook holds no token and no device code.
+* the saved notebook holds no token and no device code;
+* an issuer only a cloned project's pyproject.toml names (another origin than the API):
+  the panel names it and the file, and the issuer (behind a recording proxy) hears
+  nothing — not even discovery — until the box is ticked; then the device panel, or the
+  "Sign in" link where the person types name and password at the provider's page; the
+  approval is kept in the user's config file. Cancel instead: one line, nothing sent.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 import pytest
 
@@ -127,22 +134,15 @@ def test_code_flow_sign_in_in_the_browser(notebook, kernel, provider, secret_ser
     no_secret_saved(nb, api, secret_service_keyring)
 
 
-def test_a_projects_issuer_is_approved_in_the_cell_before_anything_reaches_it(
-    notebook, kernel, idp_factory, oauth_api_factory, tmp_path
-):
-    """A cloned project's pyproject.toml names the issuer (another origin than the API):
-    Run All stops at a panel naming it, with a checkbox; the issuer (behind a recording
-    proxy) hears nothing until the tick; then the device panel, the login, the next cell,
-    and the approval kept in the user's config file. Tokens stay in memory."""
-    import tomllib
-
-    idp = idp_factory(recorded=True)
-    api = oauth_api_factory(idp)
+def cloned_project(tmp_path, idp, api, flow: str) -> tuple[Any, Any, str]:
+    """A cloned repository whose pyproject.toml names ``idp`` as the issuer of the profile
+    ``work`` (tokens in memory), and a user config directory of the kernel's own;
+    returns (project folder, XDG_CONFIG_HOME, the first cell: into the project, load)."""
     project = tmp_path / "cloned-repo"
     project.mkdir()
     (project / "pyproject.toml").write_text(
         "[tool.session_magics.profiles.work]\n"
-        f'base_url = "{api.url}"\noauth = "device"\nissuer = "{idp.issuer}"\n'
+        f'base_url = "{api.url}"\noauth = "{flow}"\nissuer = "{idp.issuer}"\n'
         'client_id = "notebook"\nscope = "openid profile"\nno_keyring = true\n'
     )
     xdg = tmp_path / "xdg"
@@ -150,13 +150,43 @@ def test_a_projects_issuer_is_approved_in_the_cell_before_anything_reaches_it(
         f"import os\nos.chdir({str(project)!r})\nos.environ['XDG_CONFIG_HOME'] = {str(xdg)!r}\n"
         "%load_ext session_magics"
     )
-    nb = notebook([setup, "%login --profile work", WHO_AM_I], kernel)
-    nb.run_all()
+    return project, xdg, setup
+
+
+def approval_asked(nb, idp):
+    """The approval panel in %login's cell (cell 1), checked as a person reads it, while
+    the issuer has heard nothing; returns its unticked checkbox."""
     panel = panel_in(nb, 1)
     panel.get_by_text(f"Credentials go to {idp.issuer} — set by ./pyproject.toml").wait_for()
+    panel.get_by_text(f"Send my credentials to {idp.issuer} (remembered for this project)").wait_for()
     box = panel.locator("input[type=checkbox]").first
     assert not box.is_checked() and nb.prompts()[1] == "[*]:"
-    assert idp.proxy is not None and idp.proxy.requests() == []
+    assert idp.proxy is not None and idp.proxy.requests() == []  # not even discovery
+    return box
+
+
+def approved_origins(xdg) -> dict[str, list[str]]:
+    import tomllib
+
+    path = xdg / "session-magics" / "config.toml"
+    if not path.exists():
+        return {}
+    return dict(tomllib.loads(path.read_text()).get("approved_credential_origins", {}))
+
+
+def test_a_projects_issuer_is_approved_in_the_cell_before_anything_reaches_it(
+    notebook, kernel, idp_factory, oauth_api_factory, tmp_path
+):
+    """Device flow: Run All stops at a panel naming the project's issuer, with a checkbox;
+    the issuer (behind a recording proxy) hears nothing until the tick; then the device
+    panel, the login, the next cell, and the approval kept in the user's config file.
+    Tokens stay in memory."""
+    idp = idp_factory(recorded=True)
+    api = oauth_api_factory(idp)
+    project, xdg, setup = cloned_project(tmp_path, idp, api, "device")
+    nb = notebook([setup, "%login --profile work", WHO_AM_I], kernel)
+    nb.run_all()
+    box = approval_asked(nb, idp)
     box.check()
     device = nb.page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".session-magics-user-code")
     device.wait_for(state="visible", timeout=30_000)
@@ -165,8 +195,76 @@ def test_a_projects_issuer_is_approved_in_the_cell_before_anything_reaches_it(
     )
     assert link and device.inner_text().strip() in link
     Person("ada").approve_device(link)
-    out = nb.wait_for_output(1, "Logged in as ada")
-    assert f"credentials go to {idp.issuer} (set by ./pyproject.toml)" in out
+    # (the panel says "✓ Logged in" first; the magic's line follows it)
+    out = nb.wait_for_output(1, re.escape(f"credentials go to {idp.issuer} (set by ./pyproject.toml)"))
+    assert "Logged in as ada" in out
     nb.wait_for_output(2, "NEXT ada")
-    saved = tomllib.loads((xdg / "session-magics" / "config.toml").read_text())
-    assert saved["approved_credential_origins"] == {str(project.resolve()): [idp.issuer]}
+    assert approved_origins(xdg) == {str(project.resolve()): [idp.issuer]}
+
+
+def test_a_projects_issuer_for_the_code_flow_is_approved_then_the_person_signs_in(
+    notebook, kernel, idp_factory, oauth_api_factory, tmp_path
+):
+    """Code flow: the same approval panel; no "Sign in" link and no request to the issuer
+    before the tick. After it, discovery, then the link: it opens the provider's own
+    sign-in page in a new tab, where the person types name and password and consents; the
+    provider sends the browser to the kernel's loopback listener, the cell completes, the
+    next cell runs, and the approval is kept in the user's config file."""
+    idp = idp_factory(recorded=True)
+    api = oauth_api_factory(idp)
+    project, xdg, setup = cloned_project(tmp_path, idp, api, "code")
+    nb = notebook([setup, "%login --profile work", WHO_AM_I], kernel)
+    nb.run_all()
+    box = approval_asked(nb, idp)
+    cell = nb.page.locator(".jp-Notebook .jp-CodeCell").nth(1)
+    assert cell.locator("a.session-magics-sign-in").count() == 0  # no sign-in before the approval
+    assert approved_origins(xdg) == {}
+    nb.screenshot(f"oauth-code-approval-{kernel}-asked")
+    box.check()
+    sign_in = cell.locator("a.session-magics-sign-in")
+    sign_in.wait_for(state="visible", timeout=30_000)
+    heard = idp.proxy.requests()
+    assert heard and heard[0]["path"] == "/.well-known/openid-configuration"  # discovery: after the tick
+    assert approved_origins(xdg) == {str(project.resolve()): [idp.issuer]}
+    href = sign_in.get_attribute("href") or ""
+    assert href.startswith(f"{idp.issuer}/auth?") and "code_challenge_method=S256" in href
+    with nb.page.context.expect_page() as opened:
+        sign_in.click()
+    tab = opened.value
+    tab.locator("input[name=login]").press_sequentially("bob", delay=20)
+    tab.locator("input[name=password]").press_sequentially("correct horse", delay=20)
+    tab.get_by_role("button", name="Sign-in").click()
+    tab.get_by_role("button", name="Continue").click()  # the consent page
+    tab.wait_for_function("() => document.body.innerText.includes('Signed in')")
+    assert tab.url.startswith("http://127.0.0.1:") and "/callback?" in tab.url
+    # (the panel says "✓ Logged in" first; the magic's line follows it)
+    out = nb.wait_for_output(1, re.escape(f"credentials go to {idp.issuer} (set by ./pyproject.toml)"))
+    assert "Logged in as bob" in out
+    nb.wait_for_output(2, "NEXT bob")
+    tab.close()
+    assert approved_origins(xdg) == {str(project.resolve()): [idp.issuer]}
+
+
+def test_cancel_at_a_projects_issuer_ends_with_one_line_and_sends_nothing(
+    notebook, kernel, idp_factory, oauth_api_factory, tmp_path
+):
+    """Cancel in the approval panel: the cell ends with one line saying nothing was sent and
+    who is not logged in; Run All stops there; the issuer heard nothing, nothing is approved."""
+    idp = idp_factory(recorded=True)
+    api = oauth_api_factory(idp)
+    _, xdg, setup = cloned_project(tmp_path, idp, api, "code")
+    nb = notebook([setup, "%login --profile work", WHO_AM_I], kernel)
+    nb.run_all()
+    approval_asked(nb, idp)
+    panel_in(nb, 1).get_by_role("button", name="Cancel").click()
+    out = nb.wait_for_output(1, "SessionExpired")
+    errors = [line for line in out.splitlines() if line.startswith("SessionExpired")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    assert errors[0].startswith(f"SessionExpired: Not approved: nothing was sent to {idp.issuer};")
+    assert errors[0].endswith("is not logged in."), errors
+    nb.wait_for_prompt(1, r"\[\d+\]:")
+    nb.wait_for_prompt(2, r"^\[ \]:$")  # Run All stopped at the error
+    assert "NEXT" not in nb.outputs()[2]
+    assert idp.proxy is not None and idp.proxy.requests() == []
+    assert api.requests() == []
+    assert approved_origins(xdg) == {}

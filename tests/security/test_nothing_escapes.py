@@ -388,7 +388,7 @@ def test_absurd_expiry_is_unknown_and_breaks_nothing(kr, new_shell, raw):
             f"%login {echo.url} --user demo --password-env {PASSWORD_ENV} --login /token?exp={quote(raw)}"
         )
         assert run.error is None, shown(run)
-        assert "expires unknown" in run.stdout, run.stdout
+        assert "token expiry unknown" in run.stdout, run.stdout
         for cell in ("%login --status", "%%api\nGET /me", f"%login {echo.url}"):
             run = shell.run(cell)
             assert run.error is None and "Traceback" not in shown(run), shown(run)
