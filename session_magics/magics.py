@@ -7,6 +7,8 @@ changes them.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -712,7 +714,7 @@ class SessionMagics(Magics):
         from .profile import origin_of
         from .request import parse_request
 
-        args = parse_argstring(self.api, line)
+        args = _api_options(line)
         if args.env is not None and args.file is None:
             raise SessionMagicsError("--env chooses an environment of an .http file: use it with --file")
         if args.file is not None:
@@ -1004,6 +1006,21 @@ class SessionMagics(Magics):
             flow = self._api_flow(args, session, kwargs)
             result = yield from answering(flow, lambda need: self._ask(session, self._title(need)))
             return self._api_finish(args, result)
+
+
+def _api_options(line: str) -> argparse.Namespace:
+    """``%%api``'s options: a copy of what :func:`_parse_api_line` found (the caller may
+    add to it)."""
+    return argparse.Namespace(**vars(_parse_api_line(line)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_api_line(line: str) -> argparse.Namespace:
+    """The options of one ``%%api`` line, parsed once: a cell run again, or the same line
+    in many cells, skips argparse (about 2 % of a local ``%%api -q``; see the row
+    api_q of docs/performance.md). An invalid line raises every time: errors are not
+    cached."""
+    return parse_argstring(SessionMagics.api, line)
 
 
 @contextmanager
