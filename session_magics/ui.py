@@ -175,6 +175,8 @@ class LoginForm:
         # the frontend counts each view once it is displayed.
         self.first_field = self.user if not self.user.value and not token_mode else self.secret
         self._focused = False
+        self._touched = False  # a secret, Enter or a click arrived
+        self._user_at_start = self.user.value
         with contextlib.suppress(Exception):
             self.first_field._view_count = 0
             self.first_field.observe(self._field_shown, names="_view_count")
@@ -232,10 +234,13 @@ class LoginForm:
         return self.step()
 
     def _handle_event(self, event: _Event) -> None:
+        self._touched = self._touched or event.kind != "shown"
         if event.kind == "shown":
-            if not self._focused:
-                self._focused = True
+            # Once, and only while the person has not started on the form (a late focus
+            # would move the keyboard away from what they type).
+            if not self._focused and not self._touched and self.user.value == self._user_at_start:
                 self._focus()
+            self._focused = True
         elif event.kind == "cancel":
             self._forget()
             self.state.cancelled = True
@@ -306,7 +311,6 @@ class LoginForm:
         from IPython.display import display
 
         self._handle = display(self.widget, display_id=True)
-        self._focus()  # the field may be in the page already; if not, again once it is
 
     def _focus(self) -> None:
         with contextlib.suppress(Exception):  # a frontend without widget views: nothing to do
