@@ -52,6 +52,6 @@ echo "demo:   any password, e.g. ada / lovelace: the name becomes the token's su
 echo "demo: API at $OAUTH_API_URL (accepts the provider's tokens; GET /me says whose)"
 echo "demo: client ids: notebook (public: --oauth device and --oauth code),"
 echo "demo:   robot (confidential: --oauth client; its secret is in the kernels' \$OAUTH_CLIENT_SECRET)"
-echo "demo: the notebook logs in with OAUTH_FLOW=${OAUTH_FLOW:-device} (others: make demo-oauth OAUTH_FLOW=code, or client)"
+echo "demo: the notebook logs in with OAUTH_FLOW=${OAUTH_FLOW:-device} (device, code or client: make demo-oauth OAUTH_FLOW=...)"
 
 demo_lab "$py" oauth.ipynb "$@"
