@@ -83,3 +83,34 @@ class Interrupted(KeyboardInterrupt):
     as one line: a traceback of the frames it came through would show their local
     variables in IPython's ``Verbose`` mode, and those hold the request's headers.
     """
+
+
+class OneLine:
+    """What IPython shows instead of an error's traceback (its ``_render_traceback_``):
+    ``NAME: message``, the name in red as in IPython's own tracebacks."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, name: str, message: str) -> None:
+        self.text = f"\x1b[0;31m{name}\x1b[0m: {message}"
+
+    def __call__(self) -> list[str]:
+        return [self.text]
+
+
+def interrupted_wait(message: str) -> KeyboardInterrupt:
+    """The kernel was interrupted while a login form or panel waited in the running cell.
+
+    A plain :class:`KeyboardInterrupt` (the error every interrupted cell ends with, and
+    what ``except KeyboardInterrupt`` catches), shown by IPython as the one line
+    ``KeyboardInterrupt: message`` instead of a traceback through the waiting
+    machinery (on an awaiting cell ipykernel would show asyncio's ``CancelledError``).
+    """
+    exc = KeyboardInterrupt(message)
+    exc._render_traceback_ = OneLine("KeyboardInterrupt", message)  # type: ignore[attr-defined]
+    return exc
+
+
+def shown_as_one_line(exc: BaseException) -> bool:
+    """Whether IPython shows ``exc`` as one line (it has a ``_render_traceback_``)."""
+    return hasattr(exc, "_render_traceback_")

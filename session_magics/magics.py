@@ -7,8 +7,10 @@ changes them.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
-from .errors import Interrupted, ProfileError, SessionMagicsError
+from .errors import Interrupted, OneLine, ProfileError, SessionMagicsError, interrupted_wait
 from .trust import credentials_note
 
 if TYPE_CHECKING:
@@ -28,10 +30,9 @@ if TYPE_CHECKING:
 _instance: SessionMagics | None = None
 
 
-def _render_traceback(self: SessionMagicsError) -> list[str]:
+def _render_traceback(self: BaseException) -> list[str]:
     """Shown by IPython instead of a traceback: our errors are messages, not crashes."""
-    red, reset = "\x1b[0;31m", "\x1b[0m"
-    return [f"{red}{type(self).__name__}{reset}: {self}"]
+    return OneLine(type(self).__name__, str(self))()
 
 
 SessionMagicsError._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
@@ -242,22 +243,34 @@ class SessionMagics(Magics):
             answered = getattr(form, "announces", True)
         return answered
 
-    def _wait(self, form: Any) -> None:
-        """The synchronous driver's answer to a step: wait for the form, then close it."""
+    def _waiter(self, what: str) -> Callable[[Any], None]:
+        """The synchronous driver's answer to a step of the magic ``what`` (``%login``,
+        ``%%api``...): wait for the form, then close it."""
         from . import waiting
 
-        try:
-            waiting.wait_for(form.is_finished, self.login_timeout)
-        finally:
-            form.close()
+        def wait(form: Any) -> None:
+            try:
+                waiting.wait_for(form.is_finished, self.login_timeout)
+            except KeyboardInterrupt as exc:
+                raise _interrupted(form, what, exc) from None
+            finally:
+                form.close()
 
-    async def _wait_async(self, form: Any) -> None:
+        return wait
+
+    def _waiter_async(self, what: str) -> Callable[[Any], Awaitable[None]]:
+        """The asynchronous twin of :meth:`_waiter`."""
         from . import waiting
 
-        try:
-            await waiting.wait_for_async(form.is_finished, self.login_timeout)
-        finally:
-            form.close()
+        async def wait(form: Any) -> None:
+            try:
+                await waiting.wait_for_async(form.is_finished, self.login_timeout)
+            except KeyboardInterrupt as exc:
+                raise _interrupted(form, what, exc) from None
+            finally:
+                form.close()
+
+        return wait
 
     # ---------------------------------------------------------------- %login
     def profile_from_args(self, args: Any) -> Profile | None:
@@ -568,12 +581,12 @@ class SessionMagics(Magics):
         """
         from .steps import run
 
-        run(self._login_steps(line), self._wait)
+        run(self._login_steps(line), self._waiter("%login"))
 
     async def login_async(self, line: str = "") -> None:
         from .steps import run_async
 
-        await run_async(self._login_steps(line), self._wait_async)
+        await run_async(self._login_steps(line), self._waiter_async("%login"))
 
     def _login_steps(self, line: str) -> Generator[Any, None, None]:
         """The body of %login, for both drivers: yields each form to wait for."""
@@ -701,7 +714,7 @@ class SessionMagics(Magics):
         from .profile import origin_of
         from .request import parse_request
 
-        args = parse_argstring(self.api, line)
+        args = _api_options(line)
         if args.env is not None and args.file is None:
             raise SessionMagicsError("--env chooses an environment of an .http file: use it with --file")
         if args.file is not None:
@@ -974,12 +987,12 @@ class SessionMagics(Magics):
         """
         from .steps import drive
 
-        return drive(self._api_steps(line, cell), self._wait)
+        return drive(self._api_steps(line, cell), self._waiter(_api_name(cell)))
 
     async def api_async(self, line: str = "", cell: str | None = None) -> ApiResult | None:
         from .steps import drive_async
 
-        return await drive_async(self._api_steps(line, cell), self._wait_async)
+        return await drive_async(self._api_steps(line, cell), self._waiter_async(_api_name(cell)))
 
     def _api_steps(self, line: str, cell: str | None) -> Generator[Any, None, Any]:
         """The body of %%api, for both drivers: yields each form to wait for. Driven by
@@ -993,6 +1006,21 @@ class SessionMagics(Magics):
             flow = self._api_flow(args, session, kwargs)
             result = yield from answering(flow, lambda need: self._ask(session, self._title(need)))
             return self._api_finish(args, result)
+
+
+def _api_options(line: str) -> argparse.Namespace:
+    """``%%api``'s options: a copy of what :func:`_parse_api_line` found (the caller may
+    add to it)."""
+    return argparse.Namespace(**vars(_parse_api_line(line)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_api_line(line: str) -> argparse.Namespace:
+    """The options of one ``%%api`` line, parsed once: a cell run again, or the same line
+    in many cells, skips argparse (about 2 % of a local ``%%api -q``; see the row
+    api_q of docs/performance.md). An invalid line raises every time: errors are not
+    cached."""
+    return parse_argstring(SessionMagics.api, line)
 
 
 @contextmanager
@@ -1009,6 +1037,23 @@ def _hiding(secrets: tuple[str, ...]) -> Iterator[None]:
         if text == str(exc):
             raise
         raise type(exc)(text) from None
+
+
+def _api_name(cell: str | None) -> str:
+    return "%api" if cell is None else "%%api"
+
+
+def _interrupted(form: Any, what: str, exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """The error of a cell interrupted while ``form`` waited: the form is closed, and the
+    cell ends with ``KeyboardInterrupt: %login interrupted while the login form waited:
+    not logged in, nothing was stored`` (one line). An :class:`Interrupted` (Ctrl+C in
+    the middle of the login's own request or keyring call) says what it stopped: it stays."""
+    left = form.interrupted()
+    if isinstance(exc, Interrupted):
+        return exc
+    if what != "%login":
+        left += "; the request was not completed"
+    return interrupted_wait(f"{what} interrupted while {form.described} waited: {left}")
 
 
 def _outcome(form: Any, timeout: float, default: Callable[[Any, float], None]) -> None:

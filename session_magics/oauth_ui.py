@@ -145,6 +145,7 @@ class _Panel:
     """What the magics' wait needs: ``is_finished``, ``close``, ``outcome``."""
 
     announces = False  # the panel stays; the magic prints the "Logged in" line
+    described = "the sign-in panel"  # how the one line of an interrupted cell names it
 
     def __init__(self, login: PendingLogin, title: str) -> None:
         import ipywidgets as w
@@ -188,6 +189,15 @@ class _Panel:
         self.countdown.value = ""
         self._disable()
 
+    def interrupted(self) -> str:
+        """The kernel was interrupted while the panel waited: the login is abandoned, the
+        panel says so and is disabled. Returns what that left, for the cell's one line."""
+        if self.login.token is not None:
+            return "the login had completed"
+        self.close()
+        self._say("Login interrupted: not logged in.", error=True)
+        return "the login was abandoned"
+
     def outcome(self, timeout: float) -> None:
         token = self.login.token
         if token is not None:
@@ -213,6 +223,8 @@ class _Panel:
 
 class DevicePanel(_Panel):
     """Link, user code, countdown, Cancel."""
+
+    described = "the device code panel"
 
     def __init__(self, login: DeviceLogin, title: str) -> None:
         import ipywidgets as w
@@ -280,6 +292,7 @@ class ApprovalPanel:
     by the waiting loop, decides (records the approval) on one thread."""
 
     announces = False  # the login that follows says "Logged in"
+    described = "the approval panel"
 
     def __init__(self, session: OAuthSession, title: str, pending: list[Any]) -> None:
         import queue
@@ -347,6 +360,16 @@ class ApprovalPanel:
     def close(self) -> None:
         self.approve.disabled = True
         self.cancel_button.disabled = True
+
+    def interrupted(self) -> str:
+        """The kernel was interrupted while the panel waited (see :meth:`_Panel.interrupted`)."""
+        self.close()
+        if self.approved:
+            return "the approval was recorded, not logged in"
+        self.cancelled = True  # from now on no tick is taken
+        origins = ", ".join(p.origin for p in self.pending)
+        self._say(f"Interrupted: nothing was sent to {origins}.", error=True)
+        return f"nothing was sent to {origins}"
 
     def outcome(self, timeout: float) -> None:
         origins = ", ".join(p.origin for p in self.pending)

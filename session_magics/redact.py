@@ -150,10 +150,11 @@ def redact_message(text: str, *secrets: str | Secret | None) -> str:
 def detach(exc: BaseException, redactor: Redactor | None = None) -> BaseException:
     """``exc`` made ready to be raised again elsewhere: no traceback, no chained
     exceptions, secrets hidden in its message. Ctrl+C becomes
-    :class:`~session_magics.errors.Interrupted` (shown as one line)."""
-    from .errors import Interrupted
+    :class:`~session_magics.errors.Interrupted` (shown as one line), unless it is
+    one line already (:func:`~session_magics.errors.interrupted_wait`)."""
+    from .errors import Interrupted, shown_as_one_line
 
-    if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+    if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted) and not shown_as_one_line(exc):
         exc = Interrupted("interrupted")
     if redactor and exc.args:
         try:

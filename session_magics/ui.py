@@ -45,10 +45,11 @@ class FormState:
     done: bool = False
     cancelled: bool = False
     timed_out: bool = False
+    interrupted: bool = False  # the kernel was interrupted while the form waited
 
     @property
     def finished(self) -> bool:
-        return self.done or self.cancelled or self.timed_out
+        return self.done or self.cancelled or self.timed_out or self.interrupted
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,13 @@ class LoginForm:
     :meth:`_say` and return, leaving the form open). Its value may be read there
     directly; only values that arrive as events (the secret) need the queue.
 
-    When the form is done (logged in, cancelled, timed out) its output is replaced
-    by one line of plain output and its widgets are closed, so a saved notebook
-    shows that line and holds no widget the reopened notebook cannot find.
+    When the form is done (logged in, cancelled, timed out, interrupted) its output is
+    replaced by one line of plain output and its widgets are closed, so a saved
+    notebook shows that line and holds no widget the reopened notebook cannot find.
     """
+
+    #: How the one line of an interrupted cell names this form.
+    described = "the login form"
 
     def __init__(self, session: ApiSession, title: str, *, user: str | None = None) -> None:
         import ipywidgets as w
@@ -168,6 +172,8 @@ class LoginForm:
     # -- what the widget callbacks do (any thread): record, never decide ----------
 
     def _post(self, kind: Literal["secret", "login", "cancel", "approve"], secret: str = "") -> None:
+        if self.state.finished:  # nobody takes events any more: a secret would only be held
+            return
         self._events.put(_Event(kind, time.monotonic(), secret))
 
     def _take_secret(self, change: Any) -> None:
@@ -301,13 +307,25 @@ class LoginForm:
             with contextlib.suppress(Exception):
                 self._handle.update(_Line(text, error=error, script=_REFOCUS_JS))
                 self._handle.update(_Line(text, error=error))
-            for widget in (*self.buttons.children, *self.rows, self.widget):
+            # self.where too: made for every form, shown only when it has something to say
+            for widget in (*self.buttons.children, *self.rows, self.where, self.widget):
                 with contextlib.suppress(Exception):
                     widget.close()
 
     def close(self) -> None:
         """Drop whatever secret is still held (the wait is over, whatever its end)."""
         self._forget()
+
+    def interrupted(self) -> str:
+        """The kernel was interrupted while the form waited: the form is replaced by its
+        line and its widgets are closed (a password typed afterwards goes nowhere), and
+        what it held is dropped. Returns what that left, for the cell's one line."""
+        if self.state.done:  # the interrupt came after the login
+            return "the login had completed"
+        self.state.interrupted = True  # from now on no event is taken
+        self._finish("Login interrupted: not logged in.", error=True)
+        self._forget()
+        return "not logged in, nothing was stored"
 
 
 def outcome(form: LoginForm, timeout: float) -> None:

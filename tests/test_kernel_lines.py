@@ -18,9 +18,11 @@ at once, before any form is shown.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import queue
+import re
 import subprocess
 import textwrap
 import time
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.slow
 LOST = 60.0
 
 SETUP = """\
+import html
 import json
 import threading
 from comm import create_comm
@@ -152,7 +155,11 @@ def _start(kernels_dir: Path, name: str, tmp_path: Path) -> Iterator[Frontend]:
     from jupyter_client.kernelspec import KernelSpecManager
 
     env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
-    env.update(SESSION_MAGICS_FRONTEND="widgets", IPYTHONDIR=str(tmp_path / "ipython"))
+    env.update(
+        SESSION_MAGICS_FRONTEND="widgets",
+        IPYTHONDIR=str(tmp_path / "ipython"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),  # no user config file of the person running the tests
+    )
     km = KernelManager(
         kernel_name=name,
         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
@@ -185,6 +192,25 @@ def _comm_id(fe: Frontend, setup_id: str) -> str:
         "the comm_open",
     )
     return str(opened["content"]["comm_id"])
+
+
+def _after(fe: Frontend, msg: dict[str, Any]) -> Any:
+    """A filter for messages that came after ``msg`` on IOPub."""
+    before = {id(m) for m in fe.iopub[: fe.iopub.index(msg) + 1]}
+    return lambda m: id(m) not in before
+
+
+def _wait_begins(fe: Frontend, cell: str, after: dict[str, Any]) -> None:
+    """Return once the wait of ``cell`` has begun: the cell's busy, said once when a
+    wait starts (see busy_while_waiting), after the IOPub message ``after``."""
+    later = _after(fe, after)
+    fe.pump_iopub(
+        lambda m: later(m)
+        and m["msg_type"] == "status"
+        and m["content"]["execution_state"] == "busy"
+        and m["parent_header"].get("msg_id") == cell,
+        "the start of the wait",
+    )
 
 
 def _statuses_while(fe: Frontend, cell: str) -> list[tuple[str, str | None]]:
@@ -286,18 +312,66 @@ def test_interrupt_ends_the_wait_and_the_kernel_still_answers(frontend: Frontend
     fe = frontend
     fe.run(SETUP)
     wait = fe.execute("print('WAITING', flush=True)\n" + WAIT[mode].format(timeout=None))
-    fe.pump_iopub(
+    printed = fe.pump_iopub(
         lambda m: m["msg_type"] == "stream" and "WAITING" in m["content"]["text"],
         "the waiting cell's start",
     )
+    _wait_begins(fe, wait, printed)
     fe.km.interrupt_kernel()
     fe.finished(wait)
     (reply,) = fe.replies(wait)
-    # An awaiting cell is cancelled by the interrupt (ipykernel 6), a blocked one interrupted.
+    # Both waits end with KeyboardInterrupt, as any interrupted cell: the asynchronous one
+    # too, which ipykernel interrupts by cancelling the awaiting cell (asyncio's
+    # CancelledError, turned into KeyboardInterrupt by the wait).
     assert reply["content"]["status"] == "error"
-    assert reply["content"]["ename"] in ("KeyboardInterrupt", "CancelledError"), reply["content"]
+    assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+    assert "CancelledError" not in "".join(reply["content"]["traceback"])
     # The kernel's own message handling is back: the next cell runs.
     assert fe.run("print('AFTER')") == "AFTER\n"
+
+
+AWAITING_CELL_WAIT = """\
+import asyncio
+await asyncio.sleep(0)  # the cell awaits: ipykernel's interrupt now goes through the event loop
+print('WAITING', flush=True)
+report(waiting.wait_for(done, None))
+"""
+
+
+def test_interrupt_reaches_a_synchronous_wait_in_a_cell_that_awaits(frontend: Frontend) -> None:
+    """In a cell that awaits, ipykernel's SIGINT handler asks the event loop to cancel the
+    cell, and a synchronous wait blocks that loop: without the wait's own handling the
+    interrupt would be seen only once the wait ended by itself (here: never)."""
+    fe = frontend
+    fe.run(SETUP)
+    wait = fe.execute(AWAITING_CELL_WAIT)
+    printed = fe.pump_iopub(
+        lambda m: m["msg_type"] == "stream" and "WAITING" in m["content"]["text"],
+        "the waiting cell's start",
+    )
+    _wait_begins(fe, wait, printed)
+    fe.km.interrupt_kernel()
+    fe.finished(wait)
+    (reply,) = fe.replies(wait)
+    assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+    assert fe.run("print('AFTER')") == "AFTER\n"
+    # The cell's handler was put back: an interrupt reaching the idle kernel is ignored.
+    fe.km.interrupt_kernel()
+    assert fe.run("print('ALIVE')") == "ALIVE\n"
+
+
+def test_a_cancellation_that_is_no_interrupt_stays_a_cancellation(frontend: Frontend) -> None:
+    """Only the kernel's interrupt becomes KeyboardInterrupt: asyncio.wait_for ending an
+    asynchronous wait still sees its CancelledError (and says TimeoutError)."""
+    fe = frontend
+    out = fe.run(
+        SETUP + "import asyncio\n"
+        "try:\n"
+        "    await asyncio.wait_for(waiting.wait_for_async(lambda: False, None), 0.2)\n"
+        "except TimeoutError:\n"
+        "    print('TIMEOUT')\n"
+    )
+    assert out.splitlines()[-1] == "TIMEOUT", out
 
 
 # Ctrl+C arriving at the worst moment: the cell's wait has just taken the kernel's
@@ -396,3 +470,292 @@ def test_after_a_wait_an_idle_kernel_still_ignores_an_interrupt(frontend: Fronte
     assert fe.run(saved) == before
     fe.km.interrupt_kernel()  # the kernel is idle: nothing to interrupt
     assert fe.run("print('ALIVE')") == "ALIVE\n"
+
+
+# -- the magics: an interrupt while a login form waits in the running cell ----------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PASSWORD = "penguins"
+TYPED = "typed-then-interrupted"
+
+#: How the magic is called: as typed in a cell (ipykernel 7.4 rewrites the cell to
+#: ``await``: an asynchronous wait), inside a function (never rewritten: a synchronous
+#: wait on both kernels), in a cell that awaits something else first (an async cell:
+#: on ipykernel 6 a synchronous wait inside it).
+CALLS = {
+    "login": {
+        "cell": "%login {url} --user demo --no-keyring",
+        "function": "def log_in():\n"
+        '    get_ipython().run_line_magic("login", "{url} --user demo --no-keyring")\n'
+        "log_in()",
+        "awaiting": "import asyncio\nawait asyncio.sleep(0)\n%login {url} --user demo --no-keyring",
+    },
+    "api": {
+        "cell": "%%api\nGET /me",
+        "function": 'def me():\n    return get_ipython().run_cell_magic("api", "", "GET /me")\nme()',
+        "awaiting": "import asyncio\nawait asyncio.sleep(0)\n%api GET /me",
+    },
+}
+
+
+def _form_waits(fe: Frontend, cell: str) -> dict[str, str]:
+    """Wait until ``cell`` shows a login form and its wait has begun (the cell's busy,
+    said once when the wait starts); the comm ids of the form's widgets by role."""
+    shown = fe.pump_iopub(
+        lambda m: m["msg_type"] == "display_data"
+        and m["parent_header"].get("msg_id") == cell
+        and WIDGET_VIEW in m["content"]["data"],
+        "the login form",
+    )
+    _wait_begins(fe, cell, shown)
+    comms: dict[str, str] = {}
+    for m in fe.iopub:
+        if m["msg_type"] != "comm_open" or m["parent_header"].get("msg_id") != cell:
+            continue
+        state = m["content"]["data"].get("state", {})
+        model, description = state.get("_model_name"), state.get("description")
+        if model == "PasswordModel":
+            comms["password"] = m["content"]["comm_id"]
+        elif model == "ButtonModel" and description == "Log in":
+            comms["log in"] = m["content"]["comm_id"]
+        if not model.endswith(("LayoutModel", "StyleModel")):
+            comms["controls"] = comms.get("controls", "") + " " + m["content"]["comm_id"]
+    assert "password" in comms and "log in" in comms, comms
+    return comms
+
+
+def _update(comm_id: str, value: str) -> dict[str, Any]:
+    """A widget's new value, as ipywidgets' frontend sends it."""
+    return {"comm_id": comm_id, "data": {"method": "update", "state": {"value": value}, "buffer_paths": []}}
+
+
+def _type_password(fe: Frontend, comms: dict[str, str], password: str) -> None:
+    """What the browser sends when the password field is left; returns once the form
+    took the value out of the widget (its update back to "")."""
+    sent = fe.send_shell("comm_msg", _update(comms["password"], password))
+    fe.pump_iopub(
+        lambda m: m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] == comms["password"]
+        and m["content"]["data"].get("method") == "update"
+        and m["content"]["data"].get("state", {}).get("value") == "",
+        f"the form taking the password ({sent})",
+    )
+
+
+def _log_in_through(fe: Frontend, cell: str) -> None:
+    """Answer the form of ``cell`` as a person would: password, then "Log in"."""
+    comms = _form_waits(fe, cell)
+    _type_password(fe, comms, PASSWORD)
+    click = {"method": "custom", "content": {"event": "click"}}
+    fe.send_shell("comm_msg", {"comm_id": comms["log in"], "data": click})
+    fe.finished(cell)
+    (reply,) = fe.replies(cell)
+    assert reply["content"]["status"] == "ok", reply["content"]
+
+
+def _shown_text(fe: Frontend, cell: str) -> str:
+    """Everything ``cell`` printed or displayed as text (display updates included)."""
+    parts = []
+    for m in fe.iopub:
+        if m["parent_header"].get("msg_id") != cell:
+            continue
+        if m["msg_type"] == "stream":
+            parts.append(m["content"]["text"])
+        elif m["msg_type"] in ("display_data", "update_display_data", "execute_result"):
+            parts.append(str(m["content"]["data"].get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def _interrupt_the_form(fe: Frontend, cell: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Type a password into the waiting form (no click), interrupt the kernel; the
+    cell's reply, and the comm ids of the form's widgets."""
+    comms = _form_waits(fe, cell)
+    _type_password(fe, comms, TYPED)
+    fe.km.interrupt_kernel()
+    fe.finished(cell)
+    (reply,) = fe.replies(cell)
+    return reply["content"], comms
+
+
+def _assert_one_line(fe: Frontend, cell: str, reply: dict[str, Any], line: str) -> None:
+    """The cell ended with KeyboardInterrupt, shown (reply and IOPub alike) as one line."""
+    assert reply["status"] == "error"
+    assert reply["ename"] == "KeyboardInterrupt", reply
+    shown = [ANSI.sub("", text) for text in reply["traceback"]]
+    assert shown == [f"KeyboardInterrupt: {line}"], shown
+    assert "CancelledError" not in "".join(shown) and "asyncio" not in "".join(shown)
+    # What the notebook displays: the error message on IOPub.
+    error = fe.pump_iopub(
+        lambda m: m["msg_type"] == "error" and m["parent_header"].get("msg_id") == cell, "the error output"
+    )
+    assert error["content"]["ename"] == "KeyboardInterrupt"
+    assert [ANSI.sub("", text) for text in error["content"]["traceback"]] == shown
+
+
+def _assert_form_closed(fe: Frontend, cell: str, comms: dict[str, str]) -> None:
+    """The form was replaced by its line and its widgets closed (before the cell's end):
+    a password typed into it afterwards goes nowhere."""
+    assert "Login interrupted: not logged in." in _shown_text(fe, cell)
+    end = fe.iopub.index(fe.finished(cell))
+    closed = {m["content"]["comm_id"] for m in fe.iopub[:end] if m["msg_type"] == "comm_close"}
+    models = {
+        m["content"]["comm_id"]: m["content"]["data"]["state"]["_model_name"]
+        for m in fe.iopub
+        if m["msg_type"] == "comm_open" and m["parent_header"].get("msg_id") == cell
+    }
+    open_ = [models[c] for c in comms["controls"].split() if c not in closed]
+    assert not open_, open_
+
+
+#: Run in the kernel: what every login form still in memory holds (never the secret itself).
+HELD = """\
+import gc
+from session_magics.ui import LoginForm
+held = [
+    (bool(f._secret), f._events.qsize(), bool(f.secret.value), f.state.interrupted)
+    for f in gc.get_objects() if isinstance(f, LoginForm)
+]
+print("HELD", [h for h in held if any(h[:3])])
+"""
+
+
+def _assert_nothing_held(fe: Frontend, comms: dict[str, str]) -> None:
+    """The kernel answers the next cell, and no form holds a password: not the one typed
+    before the interrupt, nor one typed into the closed form afterwards."""
+    _type_password_into_closed_form(fe, comms)
+    assert fe.run(HELD) == "HELD []\n"
+
+
+def _type_password_into_closed_form(fe: Frontend, comms: dict[str, str]) -> None:
+    # Handled (dropped: the comm is closed) before the next cell runs, in order.
+    fe.send_shell("comm_msg", _update(comms["password"], TYPED))
+
+
+@pytest.mark.parametrize("call", ["cell", "function", "awaiting"])
+def test_interrupting_the_login_form(frontend: Frontend, demo_api_factory: Any, call: str) -> None:
+    """%login's form waits in the running cell; the user types a password, then
+    interrupts the kernel. The cell ends with one line (no traceback through asyncio
+    or ipykernel), the form is closed, nothing was sent or stored, no form holds the
+    password, and the next %login shows a fresh form that works. As typed in a cell
+    (ipykernel 7.4 awaits it), inside a function (a synchronous wait on both kernels),
+    and in a cell that awaits something else (ipykernel 6: a synchronous wait inside
+    an awaiting cell, where the kernel's interrupt waits for the event loop)."""
+    fe = frontend
+    api = demo_api_factory(access_ttl=300, refresh_ttl=3600)
+    fe.run("%load_ext session_magics")
+    cell = fe.execute(CALLS["login"][call].format(url=api.url))
+    reply, comms = _interrupt_the_form(fe, cell)
+    _assert_one_line(
+        fe, cell, reply, "%login interrupted while the login form waited: not logged in, nothing was stored"
+    )
+    _assert_form_closed(fe, cell, comms)
+    _assert_nothing_held(fe, comms)
+    assert api.stats()["password_grants"] == 0 and api.stats()["login_failures"] == 0
+    again = fe.execute(CALLS["login"][call].format(url=api.url))
+    _log_in_through(fe, again)
+    assert "Logged in as demo" in _shown_text(fe, again)
+    assert api.stats()["password_grants"] == 1 and api.stats()["login_failures"] == 0
+
+
+@pytest.mark.parametrize("call", ["cell", "function", "awaiting"])
+def test_interrupting_the_login_form_of_a_running_request(
+    frontend: Frontend, demo_api_factory: Any, call: str
+) -> None:
+    """The session expired and cannot be refreshed: the login form appears in the running
+    %%api cell (or %api line); the user types a password, then interrupts. Same promises
+    as for %login, and the same request afterwards gets a fresh form and completes."""
+    fe = frontend
+    api = demo_api_factory(access_ttl=300, refresh_ttl=3600)
+    fe.run("%load_ext session_magics")
+    _log_in_through(fe, fe.execute(CALLS["login"]["cell"].format(url=api.url)))
+    api.advance_clock(100_000)  # access and refresh token both expired on the server
+    api.reset_stats()
+    cell = fe.execute(CALLS["api"][call])
+    reply, comms = _interrupt_the_form(fe, cell)
+    magic = "%api" if call == "awaiting" else "%%api"
+    _assert_one_line(
+        fe,
+        cell,
+        reply,
+        f"{magic} interrupted while the login form waited: not logged in, nothing was stored; "
+        "the request was not completed",
+    )
+    _assert_form_closed(fe, cell, comms)
+    _assert_nothing_held(fe, comms)
+    stats = api.stats()
+    assert stats["refresh_failures"] == 1 and stats["password_grants"] == 0 and stats["login_failures"] == 0
+    again = fe.execute(CALLS["api"][call])
+    _log_in_through(fe, again)
+    assert f"GET {api.url}/me → 200 OK" in _shown_text(fe, again)
+    stats = api.stats()
+    assert stats["password_grants"] == 1 and stats["login_failures"] == 0
+
+
+def _panel_waits(fe: Frontend, cell: str) -> dict[str, Any]:
+    """Wait until ``cell`` shows an OAuth device panel and waits for it; the comm ids
+    of its Cancel button and message line, and the link the person opens."""
+    shown = fe.pump_iopub(
+        lambda m: m["msg_type"] == "display_data"
+        and m["parent_header"].get("msg_id") == cell
+        and WIDGET_VIEW in m["content"]["data"],
+        "the device code panel",
+    )
+    _wait_begins(fe, cell, shown)
+    panel: dict[str, Any] = {"html": []}
+    for m in fe.iopub:
+        if m["msg_type"] != "comm_open" or m["parent_header"].get("msg_id") != cell:
+            continue
+        state = m["content"]["data"].get("state", {})
+        if state.get("_model_name") == "ButtonModel" and state.get("description") == "Cancel":
+            panel["cancel"] = m["content"]["comm_id"]
+        elif state.get("_model_name") == "HTMLModel":
+            panel["html"].append(m["content"]["comm_id"])
+            link = re.search(r'href="([^"]+)"', state.get("value", ""))
+            if link:
+                panel["link"] = html.unescape(link.group(1))
+    assert "cancel" in panel and "link" in panel, panel
+    return panel
+
+
+def _updates(fe: Frontend, comm_ids: list[str], key: str) -> list[Any]:
+    return [
+        m["content"]["data"]["state"][key]
+        for m in fe.iopub
+        if m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] in comm_ids
+        and key in m["content"]["data"].get("state", {})
+    ]
+
+
+def test_interrupting_the_device_code_panel(frontend: Frontend, idp: Any, oauth_api: Any) -> None:
+    """%login --oauth device waits for the person to approve in a browser; interrupted,
+    the cell ends with one line, the panel says so and is disabled, the login is
+    abandoned; the next %login shows a new panel that works."""
+    from tests.idp.person import Person
+
+    fe = frontend
+    fe.run("%load_ext session_magics")
+    login = (
+        f"%login {oauth_api.url} --oauth device --issuer {idp.issuer} --client-id notebook "
+        "--scope 'openid profile' --no-keyring"
+    )
+    cell = fe.execute(login)
+    panel = _panel_waits(fe, cell)
+    fe.km.interrupt_kernel()
+    fe.finished(cell)
+    (reply,) = fe.replies(cell)
+    _assert_one_line(
+        fe,
+        cell,
+        reply["content"],
+        "%login interrupted while the device code panel waited: the login was abandoned",
+    )
+    assert any("Login interrupted: not logged in." in str(v) for v in _updates(fe, panel["html"], "value"))
+    assert True in _updates(fe, [panel["cancel"]], "disabled")
+    again = fe.execute(login)
+    Person("ada").approve_device(_panel_waits(fe, again)["link"])
+    fe.finished(again)
+    (reply,) = fe.replies(again)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert "Logged in as ada" in _shown_text(fe, again)

@@ -625,6 +625,75 @@ def test_stepper_logs_errors_but_lets_an_interrupt_through(capfd: pytest.Capture
         stepper.run(interrupted())
 
 
+# -- the kernel's interrupt (SIGINT) while a wait runs, outside a kernel --------------
+
+
+def _interrupting_once() -> Any:
+    """A ``done`` that sends this process SIGINT the first time it is asked (as the
+    kernel's interrupt arrives while the form decides), and is never done."""
+    import signal
+
+    sent: list[bool] = []
+
+    def done() -> bool:
+        if not sent:
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)
+        return False
+
+    return done
+
+
+def test_an_interrupt_ends_a_synchronous_wait_whatever_handler_the_cell_has() -> None:
+    """Also where the handler in effect only asks an event loop to cancel the cell
+    (ipykernel's, in a cell that awaits): the loop is blocked by the wait. The cell's
+    handler is put back afterwards."""
+    import signal
+
+    asked: list[int] = []
+
+    def cancel_later(signum: int, frame: Any) -> None:  # as ipykernel's _cancel_on_sigint
+        asked.append(signum)
+
+    before = signal.signal(signal.SIGINT, cancel_later)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wait_for(_interrupting_once(), 30, need_frontend=False)  # 30 s: lost, not slow
+        assert signal.getsignal(signal.SIGINT) is cancel_later
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_an_interrupt_that_only_cancels_the_task_still_ends_an_asynchronous_wait() -> None:
+    """asyncio.run, as ipykernel for an awaiting cell, turns SIGINT into a cancellation
+    of the task: the wait ends with KeyboardInterrupt, not CancelledError."""
+    import signal
+
+    async def main() -> str:
+        try:
+            await wait_for_async(_interrupting_once(), None, poll=0.01, need_frontend=False)
+        except KeyboardInterrupt:
+            return "KeyboardInterrupt"
+        except asyncio.CancelledError:
+            return "CancelledError"
+        return "done"
+
+    before = signal.getsignal(signal.SIGINT)
+    assert asyncio.run(main()) == "KeyboardInterrupt"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_other_cancellations_of_an_asynchronous_wait_stay_cancellations() -> None:
+    async def main() -> str:
+        try:
+            await asyncio.wait_for(wait_for_async(lambda: False, None, poll=0.01, need_frontend=False), 0.05)
+        except TimeoutError:
+            return "timed out"
+        return "done"
+
+    assert asyncio.run(main()) == "timed out"
+
+
 def test_an_interrupt_inside_interrupts_deferred_takes_effect_at_its_end() -> None:
     """A real SIGINT sent to this process inside the block: the block runs to its
     end, then the interrupt is raised as the handler in effect before would (here

@@ -20,7 +20,8 @@ The package, one module per concern:
                        kernel line of the running kernel
 ``base``               the interface of a kernel line (:class:`KernelLine`, a
                        :class:`~.base.Pump` per wait), :class:`CannotWaitHere`,
-                       and what the lines share (busy status, the cell's parent)
+                       and what the lines share (busy status, the cell's parent,
+                       the kernel's interrupt while a cell waits)
 ``ipykernel6``         ipykernel 6.x: the message queue; all it touches inside
                        ipykernel is listed there, on one screen
 ``ipykernel7``         ipykernel 7.x: the main thread's stream, subshells, the
@@ -49,7 +50,10 @@ from .base import (
     KernelLine,
     Pump,
     busy_while_waiting,
+    handler_hooks_off,
+    interrupt_points,
     interrupts_deferred,
+    interrupts_noted,
     running_kernel,
 )
 from .frontend import FRONTEND_ENV, Frontend, frontend, no_frontend
@@ -160,6 +164,7 @@ def _waiting(*, asynchronous: bool, need_frontend: bool) -> Any:
     stack = contextlib.ExitStack()
     try:
         with interrupts_deferred():
+            stack.enter_context(handler_hooks_off(line))
             stack.enter_context(busy_while_waiting(line))
             pump = stack.enter_context(line.async_pump() if asynchronous else line.sync_pump())
         yield pump
@@ -185,16 +190,22 @@ def wait_for(
     ``need_frontend`` is true and :func:`frontend` says nobody can answer, and
     :class:`CannotWaitHere` at once when this kernel cannot handle widget messages
     from a synchronous wait (use :func:`wait_for_async` from an async cell there).
+    An interrupt of the kernel raises ``KeyboardInterrupt``, also in a cell that
+    awaits (where the kernel's interrupt waits for the event loop this wait blocks),
+    but never in the middle of handing the kernel's messages (see
+    :func:`~session_magics.waiting.base.interrupt_points`).
     """
     deadline = _deadline(timeout)
-    with _waiting(asynchronous=False, need_frontend=need_frontend) as pump:
+    with interrupt_points() as interrupts, _waiting(asynchronous=False, need_frontend=need_frontend) as pump:
         while True:
-            pump.pull_sync()
-            if done():
-                return True
-            if _expired(deadline):
-                return False
-            time.sleep(poll)
+            interrupts.check()
+            pump.pull_sync()  # no interrupt in the middle of the kernel's messages
+            with interrupts.at_once():
+                if done():
+                    return True
+                if _expired(deadline):
+                    return False
+                time.sleep(poll)
 
 
 async def wait_for_async(
@@ -207,16 +218,27 @@ async def wait_for_async(
     """Await until ``done()`` is true, handling widget messages meanwhile.
 
     The asynchronous twin of :func:`wait_for`, for cells that ``await`` (see
-    :func:`install_transformer`); same return value and errors.
+    :func:`install_transformer`); same return value and errors. An interrupt of the
+    kernel raises ``KeyboardInterrupt`` here too: ipykernel cancels an awaiting cell
+    on an interrupt, and that cancellation (only that one) becomes the
+    ``KeyboardInterrupt`` a synchronous wait ends with.
     """
     import asyncio
 
     deadline = _deadline(timeout)
-    with _waiting(asynchronous=True, need_frontend=need_frontend) as pump:
-        while True:
-            await pump.pull_async()
-            if done():
-                return True
-            if _expired(deadline):
-                return False
-            await asyncio.sleep(poll)
+    with interrupts_noted() as interrupted, _waiting(asynchronous=True, need_frontend=need_frontend) as pump:
+        try:
+            while True:
+                await pump.pull_async()
+                if done():
+                    return True
+                if _expired(deadline):
+                    return False
+                await asyncio.sleep(poll)
+        except asyncio.CancelledError:
+            if not interrupted():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the cancellation is answered: it ends here, as this error
+            raise KeyboardInterrupt from None

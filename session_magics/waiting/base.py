@@ -127,9 +127,6 @@ class KernelLine(ABC):
 
     #: What :func:`~session_magics.waiting.kernel_wait_style` reports.
     style: ClassVar[str]
-    #: Kernel attributes that dispatching a message from inside the running cell
-    #: overwrites with the cell's state; :func:`dispatching` puts them back.
-    clobbered_by_dispatch: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
@@ -205,28 +202,44 @@ def dispatching(line: KernelLine) -> Iterator[None]:
     """Around a message we dispatch ourselves while the cell runs.
 
     Dispatching makes the message the kernel's "parent" (where output goes):
-    the waiting cell's parent is put back afterwards. And the attributes in
-    :attr:`KernelLine.clobbered_by_dispatch` get their values back (ipykernel's
-    ``pre_handler_hook`` saves the SIGINT handler in effect, which inside a cell
-    is the cell's; left so, the kernel would restore that one after the cell, and
-    an interrupt reaching the idle kernel would then stop it).
+    the waiting cell's parent is put back afterwards.
     """
     parent = current_parent(line.kernel)
     try:
         ident = line.parent_ident()
     except Exception:
         ident = None
-    missing = object()
-    kept = {name: getattr(line.kernel, name, missing) for name in line.clobbered_by_dispatch}
     try:
         yield
     finally:
         if parent:
             with contextlib.suppress(Exception):
                 line.kernel.set_parent(ident, parent, "shell")
-        for name, value in kept.items():
-            if value is not missing:
-                setattr(line.kernel, name, value)
+
+
+def _no_hook() -> None:
+    return None
+
+
+@contextlib.contextmanager
+def handler_hooks_off(line: KernelLine) -> Iterator[None]:
+    """For the wait, the kernel's ``pre_handler_hook`` / ``post_handler_hook`` do nothing.
+
+    ipykernel runs them around every message it dispatches (``dispatch_shell``,
+    except 7.4's ``concurrent=True``), and all they do is swap the SIGINT handler:
+    Python's default one for the handler's run, the one saved in
+    ``kernel.saved_sigint_handler`` afterwards. Around a widget message the wait
+    dispatches from inside the running cell, that would let the interrupt be
+    swallowed by ``dispatch_shell`` ("KeyboardInterrupt caught in kernel") instead of
+    ending the wait, and would leave the cell's handler in ``saved_sigint_handler``,
+    for the kernel to restore after the cell (an interrupt reaching the idle kernel
+    would then stop it). So the wait's own SIGINT handling stays in place.
+    """
+    with contextlib.ExitStack() as stack:
+        for name in ("pre_handler_hook", "post_handler_hook"):
+            if callable(getattr(line.kernel, name, None)):
+                stack.enter_context(replaced_attribute(line.kernel, name, lambda _hook: _no_hook))
+        yield
 
 
 @contextlib.contextmanager
@@ -269,6 +282,113 @@ def busy_while_waiting(line: KernelLine) -> Iterator[None]:
         with contextlib.suppress(Exception):  # no status publisher to wrap: nothing to keep busy
             stack.enter_context(line.wrap_publish_status(busy_after_idle))
         yield
+
+
+def _sigint_handler() -> Any | None:
+    """The SIGINT handler in effect, when this thread may replace it (the main thread)
+    and it is a Python function (not ``SIG_IGN`` / ``SIG_DFL``); else None."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+    except (ValueError, OSError):
+        return None
+    return handler if callable(handler) else None
+
+
+@contextlib.contextmanager
+def sigint_handler(handler: Callable[[int, Any], Any], previous: Any) -> Iterator[None]:
+    """``handler`` handles SIGINT for the duration; ``previous`` is put back afterwards."""
+    import signal
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Interrupts:
+    """Where a synchronous wait lets the kernel's interrupt (SIGINT) raise
+    ``KeyboardInterrupt``: see :func:`interrupt_points`."""
+
+    def __init__(self) -> None:
+        self._seen = threading.Event()
+        self._at_once = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self._at_once:
+            raise KeyboardInterrupt
+        self._seen.set()
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if an interrupt came since the last check."""
+        if self._seen.is_set():
+            self._seen.clear()
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Code that may stop anywhere (the form's step, the wait's sleep): an interrupt
+        raises at once, as in any synchronous cell."""
+        self.check()
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
+
+
+@contextlib.contextmanager
+def interrupt_points() -> Iterator[Interrupts]:
+    """For a synchronous wait: the kernel's interrupt (SIGINT) raises ``KeyboardInterrupt``
+    only where the wait allows it (:meth:`Interrupts.check`, :meth:`Interrupts.at_once`).
+
+    Elsewhere it is noted and raised at the next check. Python's default handler
+    would raise anywhere: also between taking a message off the kernel's queue or
+    stream and setting it aside (the cell below would be lost, and the kernel would
+    stop answering), or while a pump is set up or put back (the kernel's stream
+    would keep our callback). And in a cell that awaits, ipykernel's own handler
+    only asks the event loop to cancel the cell (``_cancel_on_sigint``), a loop the
+    synchronous wait blocks: the interrupt would not be seen before the wait ended
+    by itself. The cell's handler is put back afterwards; an interrupt that came
+    while the wait was ending is raised then.
+    """
+    interrupts = Interrupts()
+    previous = _sigint_handler()
+    if previous is None:  # not the main thread: no SIGINT reaches this wait
+        yield interrupts
+        return
+    with sigint_handler(interrupts.handler, previous):
+        yield interrupts
+    interrupts.check()
+
+
+@contextlib.contextmanager
+def interrupts_noted() -> Iterator[Callable[[], bool]]:
+    """For an asynchronous wait: yields a function saying whether the kernel was
+    interrupted (SIGINT) since the wait began.
+
+    In a cell that awaits, ipykernel turns the interrupt into a cancellation of the
+    cell (``_cancel_on_sigint``): the wait gets asyncio's ``CancelledError``, like any
+    other cancellation (``asyncio.wait_for``, a task group). Its SIGINT handler is
+    wrapped for the wait to note the signal (and then do what it does), so that the
+    wait can tell the kernel's interrupt from the other cancellations.
+    """
+    seen = threading.Event()
+    previous = _sigint_handler()
+    if previous is None:
+        yield seen.is_set
+        return
+
+    def noting(signum: int, frame: Any) -> Any:
+        seen.set()
+        return previous(signum, frame)
+
+    with sigint_handler(noting, previous):
+        yield seen.is_set
 
 
 @contextlib.contextmanager

@@ -28,8 +28,8 @@ What this adapter touches inside ipykernel 6.x (nowhere else in the package):
 ``kernel.schedule_dispatch``        the no-op item for a parked getter
 ``kernel.dispatch_shell(msg)``      handle a widget message now
 ``kernel._parent_ident["shell"]``   put the waiting cell's parent back
-``kernel.saved_sigint_handler``     put back after our dispatch (its
-                                    ``pre_handler_hook`` overwrites it)
+``kernel.pre_handler_hook``,        no-ops for the wait: they would swap
+``kernel.post_handler_hook``        the SIGINT handler around our dispatch
 ``kernel._publish_status``          wrapped for the wait (busy after every idle)
 ==================================  ===============================================
 
@@ -64,7 +64,6 @@ class QueueKernel(KernelLine):
     """ipykernel 6.x (see the module docstring)."""
 
     style = "queue"
-    clobbered_by_dispatch = ("saved_sigint_handler",)
 
     @classmethod
     def fits(cls, kernel: Any) -> bool:

@@ -55,8 +55,9 @@ concurrent=True)``; its signature tells 7.4 apart
                                                             on 7.4 (idle after each)
 ``kernel._parent_ident["shell"]``                           put the waiting cell's
                                                             parent back
-``kernel.saved_sigint_handler``                             put back after our dispatch
-                                                            (7.0-7.3 overwrite it)
+``kernel.pre_handler_hook``, ``kernel.post_handler_hook``   no-ops for the wait (7.0-7.3
+                                                            swap the SIGINT handler
+                                                            around our dispatch)
 ``kernel._publish_status``                                  wrapped for the wait (busy
                                                             after every idle)
 ==========================================================  ==========================
@@ -123,7 +124,6 @@ class StreamKernel(KernelLine):
     """ipykernel 7.x (see the module docstring)."""
 
     style = "stream"
-    clobbered_by_dispatch = ("saved_sigint_handler",)  # by 7.0-7.3 (7.4: concurrent=True)
 
     @classmethod
     def fits(cls, kernel: Any) -> bool:
