@@ -4,8 +4,10 @@
 #                    check, lint, then the whole suite against a real Secret Service
 #   make test-fast   unit tests only (-m "not slow"); needs no system packages
 #   make demo        the demo API plus JupyterLab with notebooks/quickstart.ipynb
+#   make demo-oauth  an OpenID provider, an API that accepts its tokens, and JupyterLab
+#                    with notebooks/oauth.ipynb
 #   make lint        ruff check + mypy
-#   make idp         the npm packages of the tests' OpenID provider (tests/idp, needs node + npm)
+#   make idp         the npm packages of the OpenID provider (demo/idp, needs node + npm)
 #   make security-report  tests/security against a real Secret Service; figures into docs/SECURITY.md
 #   make bench       benchmarks/run.py against a local demo API (its table written into
 #                    docs/performance.md), then benchmarks/oauth_logins.py against the tests'
@@ -26,14 +28,16 @@ LAB_STAMP := $(VENV)/.installed-lab-from-pyproject
 ARTIFACTS ?= artifacts
 CHROMIUM  ?= /usr/bin/chromium
 DEMO_PORT ?= 8765
+DEMO_IDP_PORT ?= 8766
+DEMO_OAUTH_API_PORT ?= 8767
 PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv system-deps demo-system-deps kernels idp browser-check lint test test-fast demo bench bench-deps clean distclean
+.PHONY: help venv system-deps demo-system-deps demo-oauth-system-deps kernels idp browser-check lint test test-fast demo demo-oauth bench bench-deps clean distclean
 
 help:
-	@echo "make test | test-fast | demo | bench | lint | venv | system-deps | kernels | idp | clean | distclean"
+	@echo "make test | test-fast | demo | demo-oauth | bench | lint | venv | system-deps | kernels | idp | clean | distclean"
 
 # --- set-up -------------------------------------------------------------------
 
@@ -42,6 +46,9 @@ system-deps:
 
 demo-system-deps:
 	@scripts/install-system-deps.sh --demo --quiet
+
+demo-oauth-system-deps:
+	@scripts/install-system-deps.sh --demo --node --quiet
 
 venv: $(STAMP)
 
@@ -75,9 +82,9 @@ kernels: venv
 	@if [ -f scripts/kernels.sh ]; then bash scripts/kernels.sh; \
 	 else echo "kernels: scripts/kernels.sh not present, skipping"; fi
 
-# The tests' identity provider (oidc-provider on Node): npm ci from the committed
-# package-lock.json, again only when the lock file changed.
-IDP_DIR   := tests/idp
+# The OpenID provider of make demo-oauth and the tests (oidc-provider on Node): npm ci
+# from the committed package-lock.json, again only when the lock file changed.
+IDP_DIR   := demo/idp
 IDP_STAMP := $(IDP_DIR)/node_modules/.installed-from-lock
 idp: $(IDP_STAMP)
 
@@ -151,6 +158,13 @@ DEMO_ARGS ?=
 demo: demo-system-deps $(LAB_STAMP)
 	@scripts/demo.sh $(PY) $(DEMO_PORT) $(DEMO_ARGS)
 
+# The OAuth demo: the OpenID provider of demo/idp on 127.0.0.1:$(DEMO_IDP_PORT), an API
+# that accepts its tokens on 127.0.0.1:$(DEMO_OAUTH_API_PORT), and JupyterLab on
+# notebooks/oauth.ipynb (scripts/demo-oauth.sh; the keyring and Ctrl+C as make demo).
+# OAUTH_FLOW=code or client: the notebook's login flow (device by default).
+demo-oauth: demo-oauth-system-deps $(LAB_STAMP) idp
+	@scripts/demo-oauth.sh $(PY) $(DEMO_IDP_PORT) $(DEMO_OAUTH_API_PORT) $(DEMO_ARGS)
+
 # --- benchmarks ---------------------------------------------------------------
 
 # restmagic (the comparison in the table) does not build with setuptools >= 70,
@@ -173,4 +187,4 @@ clean:
 
 # Also removes the virtualenvs (the next make test builds them again).
 distclean: clean
-	rm -rf $(VENV) .venv-* .cache $(IDP_DIR)/node_modules
+	rm -rf $(VENV) .venv-* .cache $(IDP_DIR)/node_modules tests/idp/node_modules

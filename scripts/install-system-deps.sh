@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages this project needs for its tests and demo.
 #
-#   scripts/install-system-deps.sh [--demo] [--quiet] [EXTRA_PACKAGE...]
+#   scripts/install-system-deps.sh [--demo] [--node] [--quiet] [EXTRA_PACKAGE...]
 #
-# --demo: only what `make demo` needs (no browser).
+# --demo: only what `make demo` needs (no browser, no Node.js).
+# --node: with --demo, Node.js and npm too (`make demo-oauth`: its OpenID provider).
 # --quiet: print nothing when nothing is missing.
 #
 # Only packages that are missing are installed; when nothing is missing the
@@ -12,10 +13,12 @@
 set -euo pipefail
 
 demo_only=
+node=
 quiet=
 while [ $# -gt 0 ]; do
   case $1 in
     --demo) demo_only=1 ;;
+    --node) node=1 ;;
     --quiet) quiet=1 ;;
     *) break ;;
   esac
@@ -33,9 +36,11 @@ if [ -z "$demo_only" ]; then
     chromium           # headless browser for the JupyterLab tests (/usr/bin/chromium)
     fonts-dejavu-core  # readable text in screenshots
   )
-  # Node.js and npm for the tests' OpenID provider (oidc-provider 8 runs on Debian 12's
-  # nodejs 18 and later). A node already on PATH (e.g. from NodeSource, whose nodejs
-  # package brings npm) is used as it is.
+fi
+# Node.js and npm for the OpenID provider of the tests and make demo-oauth (oidc-provider 8
+# runs on Debian 12's nodejs 18 and later). A node already on PATH (e.g. from NodeSource,
+# whose nodejs package brings npm) is used as it is.
+if [ -z "$demo_only" ] || [ -n "$node" ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)
   fi

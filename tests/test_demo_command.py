@@ -1,5 +1,7 @@
 """`make demo`, the README's first command: the demo API and JupyterLab come up, and
-where no OS keyring exists the demo brings a throwaway gnome-keyring along.
+where no OS keyring exists the demo brings a throwaway gnome-keyring along. `make
+demo-oauth` likewise: the OpenID provider, an API that accepts its tokens, and JupyterLab
+on notebooks/oauth.ipynb, whose cells run against them as written.
 
 The demo runs in a real pseudo-terminal, and is stopped as a person stops it: Ctrl+C
 typed into the terminal (the terminal driver sends SIGINT to the foreground process
@@ -22,10 +24,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nbformat
 import pexpect
 import pytest
 import requests
+from nbclient import NotebookClient
 
+from tests.idp.person import Person
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +44,10 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def run_in_kernel(port: int, token: str, code: str, timeout: float = 120) -> str:
-    """Start a kernel in the JupyterLab at ``port``, run ``code``, return what it printed
-    (stdout, and the text of any error). Talks the server's own REST and websocket API."""
+def run_in_kernel(port: int, token: str, code: str | list[str], timeout: float = 120) -> str:
+    """Start a kernel in the JupyterLab at ``port``, run ``code`` (a list: one cell after
+    the other, until one fails), return what it printed (stdout, and the text of any
+    error). Talks the server's own REST and websocket API."""
     import json
     import uuid
 
@@ -52,52 +58,59 @@ def run_in_kernel(port: int, token: str, code: str, timeout: float = 120) -> str
     headers = {"Authorization": f"token {token}"}
     kernel = requests.post(f"{base}/api/kernels", headers=headers, json={}, timeout=30).json()["id"]
 
+    cells = [code] if isinstance(code, str) else code
+
     async def talk() -> str:
         ws = await websocket_connect(f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={token}")
-        msg_id = uuid.uuid4().hex
-        header = {
-            "msg_id": msg_id,
-            "msg_type": "execute_request",
-            "username": "test",
-            "session": uuid.uuid4().hex,
-            "version": "5.3",
-            "date": "",
-        }
-        content = {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        }
-        await ws.write_message(
-            json.dumps(
-                {
-                    "header": header,
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": content,
-                    "channel": "shell",
-                    "buffers": [],
-                }
-            )
-        )
         printed: list[str] = []
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            raw = await ws.read_message()
-            if raw is None:
-                break
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, body = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                printed.append(body["text"])
-            elif kind == "error":
-                printed.append(f"ERROR {body['ename']}: {body['evalue']}\n")
-            elif kind == "status" and body["execution_state"] == "idle":
+        for cell in cells:
+            msg_id = uuid.uuid4().hex
+            header = {
+                "msg_id": msg_id,
+                "msg_type": "execute_request",
+                "username": "test",
+                "session": uuid.uuid4().hex,
+                "version": "5.3",
+                "date": "",
+            }
+            content = {
+                "code": cell,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            }
+            await ws.write_message(
+                json.dumps(
+                    {
+                        "header": header,
+                        "parent_header": {},
+                        "metadata": {},
+                        "content": content,
+                        "channel": "shell",
+                        "buffers": [],
+                    }
+                )
+            )
+            failed = False
+            while time.monotonic() < deadline:
+                raw = await ws.read_message()
+                if raw is None:
+                    break
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, body = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    printed.append(body["text"])
+                elif kind == "error":
+                    printed.append(f"ERROR {body['ename']}: {body['evalue']}\n")
+                    failed = True
+                elif kind == "status" and body["execution_state"] == "idle":
+                    break
+            if failed:
                 break
         ws.close()
         return "".join(printed)
@@ -128,10 +141,22 @@ def marked_processes(mark: str) -> dict[int, str]:
 
 
 class DemoTerminal:
-    """`make demo` in a pseudo-terminal; everything it prints is collected by a reader
-    thread (a pty that nobody reads fills up and blocks JupyterLab's logging)."""
+    """`make TARGET MAKE_VARS...` (`make demo`, `make demo-oauth`) in a pseudo-terminal,
+    with JupyterLab on ``lab_port`` (token ``token``) and ``extra_env`` in its environment;
+    everything it prints is collected by a reader thread (a pty that nobody reads fills up
+    and blocks JupyterLab's logging)."""
 
-    def __init__(self, tmp_path: Path, api_port: int, lab_port: int, token: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        lab_port: int,
+        token: str,
+        *,
+        target: str = "demo",
+        make_vars: dict[str, int] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.target = target
         self.mark = uuid.uuid4().hex
         # Short: the private bus's socket lives in the keyring directory under it, and a
         # Unix socket's path has at most 107 bytes.
@@ -141,6 +166,8 @@ class DemoTerminal:
         # No session bus, hence no Secret Service: what a headless machine or a container has.
         for name in ("DBUS_SESSION_BUS_ADDRESS", "SESSION_MAGICS_SECRET_SERVICE", "PYTHON_KEYRING_BACKEND"):
             env.pop(name, None)
+        for name in [k for k in env if k.startswith("OAUTH_")]:  # only what the test gives
+            env.pop(name)
         env.update(
             HOME=str(tmp_path / "home"),
             XDG_CONFIG_HOME=str(tmp_path / "config"),
@@ -152,13 +179,19 @@ class DemoTerminal:
             DEMO_TEST_MARK=self.mark,
             TERM="dumb",
         )
+        env.update(extra_env or {})
         lab_args = (
             f"--no-browser --port={lab_port} --ServerApp.port_retries=0 "
             f"--IdentityProvider.token={token} --LabApp.workspaces_dir={tmp_path / 'workspaces'}"
         )
         self.child = pexpect.spawn(
             "make",
-            ["--no-print-directory", "demo", f"DEMO_PORT={api_port}", f"DEMO_ARGS={lab_args}"],
+            [
+                "--no-print-directory",
+                target,
+                *(f"{name}={value}" for name, value in (make_vars or {}).items()),
+                f"DEMO_ARGS={lab_args}",
+            ],
             cwd=str(ROOT),
             env=env,
             encoding="utf-8",
@@ -213,7 +246,7 @@ class DemoTerminal:
     def wait_ended(self, timeout: float) -> int | None:
         """Wait until make has ended; its exit status (None when a signal ended it)."""
         if not self.ended.wait(timeout):
-            pytest.fail(f"make demo did not end; output:\n{self.output[-4000:]}", pytrace=False)
+            pytest.fail(f"make {self.target} did not end; output:\n{self.output[-4000:]}", pytrace=False)
         self.child.close()
         return self.child.exitstatus
 
@@ -239,7 +272,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[DemoTerminal, int, int, str]]:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `make system-deps` (make test does)", pytrace=False)
     api_port, lab_port, token = free_port(), free_port(), secrets.token_hex(16)
-    term = DemoTerminal(tmp_path, api_port, lab_port, token)
+    term = DemoTerminal(tmp_path, lab_port, token, make_vars={"DEMO_PORT": api_port})
     try:
         term.wait_for(lambda: listening(api_port), 180, "the demo API never listened")
         term.wait_for(lambda: listening(lab_port), 120, "JupyterLab never listened")
@@ -256,19 +289,23 @@ def start_idle_kernel(lab_port: int, token: str) -> str:
     return str(kernel)
 
 
-def assert_everything_stopped(term: DemoTerminal, api_port: int, lab_port: int) -> None:
+def assert_everything_stopped(
+    term: DemoTerminal, ports: dict[str, int], servers: str = "the demo API"
+) -> None:
+    """Nothing of the demo runs, none of ``ports`` (name: port) is taken, and the demo said
+    it stopped JupyterLab, then ``servers``, then the throwaway keyring."""
     left = term.processes()
-    assert not left, "still running after make demo ended:\n" + "\n".join(
+    assert not left, f"still running after make {term.target} ended:\n" + "\n".join(
         f"{pid} {cmd}" for pid, cmd in left.items()
     )
-    assert not listening(api_port), "the demo API's port is still taken"
-    assert not listening(lab_port), "JupyterLab's port is still taken"
+    for name, port in ports.items():
+        assert not listening(port), f"{name}'s port {port} is still taken"
     assert term.keyring_dirs() == [], "the throwaway keyring directory was not removed"
     text = term.output
-    # In order: JupyterLab (and its kernels), the demo API, the keyring directory last.
+    # In order: JupyterLab (and its kernels), the servers, the keyring directory last.
     stages = [
         "demo: JupyterLab stopped",
-        "demo: the demo API stopped",
+        f"demo: {servers} stopped",
         "demo: throwaway keyring stopped and removed",
     ]
     positions = [text.find(stage) for stage in stages]
@@ -326,7 +363,7 @@ def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_sto
     term.ctrl_c()
     status = term.wait_ended(120)
     assert status != 0  # make reports the interruption
-    assert_everything_stopped(term, api_port, lab_port)
+    assert_everything_stopped(term, {"the demo API": api_port, "JupyterLab": lab_port})
 
 
 def test_a_taken_api_port_stops_the_demo_before_it_starts_anything(tmp_path):
@@ -337,7 +374,7 @@ def test_a_taken_api_port_stops_the_demo_before_it_starts_anything(tmp_path):
         other.listen()
         api_port = other.getsockname()[1]
         lab_port = free_port()
-        term = DemoTerminal(tmp_path, api_port, lab_port, secrets.token_hex(16))
+        term = DemoTerminal(tmp_path, lab_port, secrets.token_hex(16), make_vars={"DEMO_PORT": api_port})
         try:
             status = term.wait_ended(180)
             text = term.output
@@ -365,7 +402,154 @@ def test_ctrl_c_again_while_the_demo_stops_orphans_nothing(demo):
         term.ctrl_c()
         term.ctrl_c()
     term.wait_ended(120)
-    assert_everything_stopped(term, api_port, lab_port)
+    assert_everything_stopped(term, {"the demo API": api_port, "JupyterLab": lab_port})
+
+
+# --- make demo-oauth --------------------------------------------------------------
+
+
+def oauth_cells() -> list[str]:
+    """The code cells of notebooks/oauth.ipynb, as written."""
+    nb = nbformat.read(ROOT / "notebooks" / "oauth.ipynb", as_version=4)
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+
+@pytest.fixture
+def oauth_demo(tmp_path: Path) -> Iterator[tuple[DemoTerminal, dict[str, int], str, str]]:
+    """`make demo-oauth` with OAUTH_FLOW=client and a client secret the test knows (the
+    demo makes a random one when none is set): the terminal, the ports (idp, api, lab),
+    JupyterLab's token, the secret."""
+    for tool in ("make", "node", "gnome-keyring-daemon", "dbus-daemon"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run `make system-deps` (make test does)", pytrace=False)
+    ports = {"idp": free_port(), "api": free_port(), "lab": free_port()}
+    token, secret = secrets.token_hex(16), secrets.token_urlsafe(24)
+    term = DemoTerminal(
+        tmp_path,
+        ports["lab"],
+        token,
+        target="demo-oauth",
+        make_vars={"DEMO_IDP_PORT": ports["idp"], "DEMO_OAUTH_API_PORT": ports["api"]},
+        extra_env={"OAUTH_FLOW": "client", "OAUTH_CLIENT_SECRET": secret},
+    )
+    try:
+        term.wait_for(lambda: listening(ports["idp"]), 180, "the OpenID provider never listened")
+        term.wait_for(lambda: listening(ports["api"]), 60, "the API never listened")
+        term.wait_for(lambda: listening(ports["lab"]), 120, "JupyterLab never listened")
+        yield term, ports, token, secret
+    finally:
+        term.kill()
+
+
+def test_make_demo_oauth_runs_the_oauth_notebook_against_its_provider_and_one_ctrl_c_stops_it(
+    oauth_demo, secret_service_keyring, monkeypatch, tmp_path
+):
+    term, ports, token, secret = oauth_demo
+    issuer, api = f"http://127.0.0.1:{ports['idp']}", f"http://127.0.0.1:{ports['api']}"
+    notebook = f"http://127.0.0.1:{ports['lab']}/lab/tree/oauth.ipynb?token={token}"
+    term.wait_for_text(f"demo: open {notebook}\r\n", 60)
+    term.wait_for_text("demo: Ctrl+C here stops the demo and everything it started", 60)
+    text = term.output
+    assert "running with a throwaway gnome-keyring" in text, text[-3000:]
+    assert f"demo: OpenID provider at {issuer} " in text, text[-3000:]
+    assert f"demo: API at {api} " in text, text[-3000:]
+    assert "ada / lovelace" in text, text[-3000:]  # how to sign in at the provider's pages
+    assert "notebook (public: --oauth device and --oauth code)" in text, text[-3000:]
+    assert "robot (confidential: --oauth client" in text, text[-3000:]
+    assert "logs in with OAUTH_FLOW=client" in text, text[-3000:]
+    assert secret not in text
+
+    # The printed addresses answer: the notebook, the provider's discovery, the API.
+    assert requests.get(notebook, timeout=30).status_code == 200
+    discovery = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    assert discovery["issuer"] == issuer
+    assert discovery["device_authorization_endpoint"] == f"{issuer}/device/auth"
+    me = requests.get(f"{api}/me", timeout=10)
+    assert me.status_code == 401 and me.headers["WWW-Authenticate"].startswith("Bearer")
+
+    # A person's part, as the demo tells it: a device code approved at the provider's own
+    # pages as ada / lovelace gives a token the API takes as ada's.
+    start = requests.post(
+        f"{issuer}/device/auth", data={"client_id": "notebook", "scope": "openid profile"}, timeout=10
+    ).json()
+    page = Person("ada", "lovelace").approve_device(start["verification_uri"], start["user_code"])
+    assert "successful" in page
+    grant = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code": start["device_code"],
+        "client_id": "notebook",
+    }
+    access = requests.post(f"{issuer}/token", data=grant, timeout=10).json()["access_token"]
+    me = requests.get(f"{api}/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
+    assert me.status_code == 200 and me.json()["sub"] == "ada"
+
+    # The notebook as written, run by nbclient against the printed addresses: client
+    # credentials, nobody to approve anything.
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    for name, value in {
+        "OAUTH_API_URL": api,
+        "OAUTH_ISSUER": issuer,
+        "OAUTH_FLOW": "client",
+        "OAUTH_CLIENT_SECRET": secret,
+    }.items():
+        monkeypatch.setenv(name, value)
+    nb = nbformat.read(ROOT / "notebooks" / "oauth.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
+    outputs = nbformat.writes(nb)
+    assert "Logged in as robot" in outputs and f"via {issuer}" in outputs
+    assert "subject: None | client: robot | scope: read" in outputs and "Logged out of" in outputs
+    assert secret not in outputs
+
+    # And in a kernel of the demo's own JupyterLab, which has the variables the notebook
+    # reads: its cells, as written, one after the other.
+    printed = run_in_kernel(ports["lab"], token, oauth_cells())
+    assert "ERROR" not in printed, printed
+    assert "Logged in as robot" in printed and f"via {issuer}" in printed, printed
+    assert "subject: None | client: robot | scope: read" in printed, printed
+    assert secret not in printed
+
+    start_idle_kernel(ports["lab"], token)
+    term.wait_for(
+        lambda: any("ipykernel" in cmd for cmd in term.processes().values()), 60, "no kernel started"
+    )
+    running = " | ".join(term.processes().values())
+    for part in ("jupyter-lab", "demo.idp", "provider.mjs", "gnome-keyring-daemon", "ipykernel"):
+        assert part in running, running
+
+    term.ctrl_c()
+    status = term.wait_ended(120)
+    assert status != 0  # make reports the interruption
+    assert_everything_stopped(
+        term,
+        {"the OpenID provider": ports["idp"], "the API": ports["api"], "JupyterLab": ports["lab"]},
+        servers="the OpenID provider and the API",
+    )
+
+
+@pytest.mark.parametrize("taken", ["DEMO_IDP_PORT", "DEMO_OAUTH_API_PORT"])
+def test_a_taken_port_stops_the_oauth_demo_before_it_starts_anything(tmp_path, taken):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        ports = {"DEMO_IDP_PORT": free_port(), "DEMO_OAUTH_API_PORT": free_port()}
+        ports[taken] = other.getsockname()[1]
+        lab_port = free_port()
+        term = DemoTerminal(
+            tmp_path, lab_port, secrets.token_hex(16), target="demo-oauth", make_vars=ports
+        )
+        try:
+            status = term.wait_ended(180)
+            text = term.output
+            assert status not in (0, None), text[-3000:]
+            assert f"port {ports[taken]} is taken" in text and f"{taken}=" in text, text[-3000:]
+            assert "demo: OpenID provider at" not in text and "ServerApp" not in text, text[-3000:]
+            assert not any(listening(port) for name, port in ports.items() if name != taken)
+            assert not listening(lab_port)
+            assert term.processes() == {} and term.keyring_dirs() == []
+        finally:
+            term.kill()
 
 
 def test_ctrl_c_in_the_secret_service_wrapper_stops_its_daemons_and_removes_the_directory():

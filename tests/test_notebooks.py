@@ -171,14 +171,15 @@ def test_oauth_notebook_runs_headless_with_client_credentials(
 
 
 def test_oauth_notebook_without_a_provider_says_what_to_set(kernel_env):
-    """Opened from `make demo`, which starts no identity provider: the first cell stops
-    the notebook saying what to set, not with a KeyError."""
+    """Opened without `make demo-oauth` (from `make demo`, which starts no identity
+    provider): the first cell stops the notebook saying what starts one and what to set,
+    not with a KeyError."""
     for name in ("OAUTH_API_URL", "OAUTH_ISSUER", "OAUTH_FLOW"):
         kernel_env.delenv(name, raising=False)
     nb = nbformat.read(NOTEBOOKS / "oauth.ipynb", as_version=4)
     with pytest.raises(CellExecutionError) as failed:
         run_notebook(nb)
     message = str(failed.value)
-    assert "set OAUTH_API_URL and OAUTH_ISSUER" in message, message
-    assert "make demo starts no provider" in message and "KeyError" not in message, message
-    assert "make demo" in nb.cells[0].source  # the notebook's first words say so too
+    assert "`make demo-oauth` starts both and sets OAUTH_API_URL and OAUTH_ISSUER" in message, message
+    assert "`make demo` starts no provider" in message and "KeyError" not in message, message
+    assert "`make demo-oauth` starts both" in nb.cells[0].source  # the notebook's first words say so too

@@ -1,6 +1,6 @@
 """OAuth 2.0 / OpenID Connect logins against a real provider (oidc-provider on Node).
 
-The provider and the API it protects run on 127.0.0.1 (tests/idp). A person's part
+The provider and the API it protects run on 127.0.0.1 (demo/idp). A person's part
 (device approval, sign-in, consent) goes through the provider's own pages with form
 posts (tests/idp/person.py). The API checks every token at the provider.
 

@@ -1,4 +1,7 @@
-"""The identity provider (oidc-provider under Node) and an API protected by it, on 127.0.0.1.
+"""The identity provider (oidc-provider under Node) and an API protected by it, on 127.0.0.1,
+as pytest fixtures. Both live in demo/idp (``make demo-oauth`` runs them too); here they
+gain a :class:`RecordingProxy` in front of the provider and fail the test, saying what to
+install, where the provider cannot run.
 
 Fixtures
 --------
@@ -15,29 +18,26 @@ Fixtures
     A :class:`ProtectedApi` that accepts a bearer token only when the provider's
     introspection endpoint calls it active (it authenticates there as client ``api``).
 
-The provider needs ``node`` and the npm packages of tests/idp (``make idp`` installs
+The provider needs ``node`` and the npm packages of demo/idp (``make idp`` installs
 them, ``make test`` does it first). Missing, the fixtures fail with that advice.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from demo.idp import servers
+from demo.idp.servers import API_SECRET, CLIENT_SECRET, ProtectedApi, ProviderUnavailable
 from session_magics.demo import ThreadedServer
 from tests.servers import record_of, stopped_afterwards
 
@@ -54,169 +54,32 @@ __all__ = [
     "oauth_api_factory",
 ]
 
-IDP_DIR = Path(__file__).resolve().parent
-CLIENT_SECRET = "robot-secret-for-tests-0b7e"  # the confidential client "robot"
-API_SECRET = "api-secret-for-tests-41c2"  # the API's own client, for introspection
 
-
-class IdentityProvider:
-    """``node tests/idp/provider.mjs``: an OpenID provider on an ephemeral port."""
+class IdentityProvider(servers.IdentityProvider):
+    """demo/idp's provider as the tests start it: behind a :class:`RecordingProxy` when
+    ``proxy`` is set (its address is then the issuer); where it cannot run, the test fails
+    saying what to install."""
 
     def __init__(self, **settings: int) -> None:
-        self.settings = settings
-        self.proc: subprocess.Popen[str] | None = None
-        self.issuer = ""
-        self.listen = ""
+        super().__init__(**settings)
         self.proxy: RecordingProxy | None = None
-        self._stderr: list[str] = []
 
     def start(self, timeout: float = 30.0) -> IdentityProvider:
-        node = shutil.which("node")
-        if node is None:
-            pytest.fail(
-                "node is not installed: run `make system-deps` (the tests' identity provider runs on Node)"
-            )
-        if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
-            pytest.fail("the identity provider's npm packages are missing: run `make idp`")
-        env = {
-            **os.environ,
-            "IDP_CLIENT_SECRET": CLIENT_SECRET,
-            "IDP_API_SECRET": API_SECRET,
-            **{f"IDP_{k.upper()}": str(v) for k, v in self.settings.items()},
-        }
         if self.proxy is not None:
-            env["IDP_ISSUER"] = self.proxy.url
-        self.proc = subprocess.Popen(
-            [node, str(IDP_DIR / "provider.mjs")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=IDP_DIR,
-        )
-        threading.Thread(target=self._drain, daemon=True).start()
-        line = _readline(self.proc, timeout)
-        if not line:
-            self.stop()
-            pytest.fail(f"the identity provider did not start: {''.join(self._stderr)[-2000:]}")
-        started = json.loads(line)
-        self.issuer, self.listen = started["issuer"], started["listen"]
+            self.public_issuer = self.proxy.url
+        try:
+            super().start(timeout)
+        except ProviderUnavailable as exc:
+            pytest.fail(str(exc))
         return self
-
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
 
     def stop(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        super().stop()
 
     def __enter__(self) -> IdentityProvider:
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # What an application does with the provider, through its public endpoints.
-    def introspect(self, token: str) -> dict[str, Any]:
-        resp = requests.post(
-            f"{self.listen}/token/introspection", data={"token": token}, auth=("api", API_SECRET), timeout=10
-        )
-        resp.raise_for_status()
-        return resp.json()  # type: ignore[no-any-return]
-
-    def revoke(self, token: str, client_id: str = "notebook") -> None:
-        resp = requests.post(
-            f"{self.listen}/token/revocation", data={"token": token, "client_id": client_id}, timeout=10
-        )
-        resp.raise_for_status()
-
-
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
-    box: list[str] = []
-    t = threading.Thread(
-        target=lambda: box.append(proc.stdout.readline() if proc.stdout else ""), daemon=True
-    )
-    t.start()
-    t.join(timeout)
-    return box[0] if box else ""
-
-
-class ProtectedApi(ThreadedServer):
-    """An API on its own origin that checks bearer tokens at the provider (introspection).
-
-    ``GET /me`` answers the token's subject, client and scope; any other path answers
-    ``{"path": ..., "sub": ...}``. A missing or inactive token: 401 with
-    ``WWW-Authenticate: Bearer error="invalid_token"``. Every request is recorded.
-    """
-
-    def __init__(self, idp: IdentityProvider) -> None:
-        self.idp = idp
-        self._lock = threading.Lock()
-        self._requests: list[dict[str, Any]] = []
-        self.introspections = 0
-        app = Starlette(
-            routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT", "DELETE"])]
-        )
-        super().__init__(app, name="protected-api")
-
-    async def _handle(self, request: Request) -> Response:
-        import anyio
-
-        body = await request.body()
-        raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
-        record = {
-            "method": request.method,
-            "path": request.url.path,
-            "query": request.scope.get("query_string", b"").decode("latin-1"),
-            "raw_headers": raw,
-            "body": body,
-            "status": 0,
-        }
-        with self._lock:
-            self._requests.append(record)
-        auth = request.headers.get("authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else ""
-        info: dict[str, Any] = {"active": False}
-        if token:
-            info = await anyio.to_thread.run_sync(self.idp.introspect, token)
-            self.introspections += 1
-        if not info.get("active"):
-            record["status"] = 401
-            return JSONResponse(
-                {"error": "invalid_token"},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        record["status"] = 200
-        who = {"sub": info.get("sub"), "client_id": info.get("client_id"), "scope": info.get("scope")}
-        if request.url.path == "/me":
-            return JSONResponse(who)
-        return JSONResponse({"path": request.url.path, **who})
-
-    def requests(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self._requests]
-
-    def saw(self, text: str) -> bool:
-        return any(
-            text in r["path"]
-            or text in r["query"]
-            or any(text in v for _, v in r["raw_headers"])
-            or text.encode() in r["body"]
-            for r in self.requests()
-        )
-
-    def statuses(self) -> list[int]:
-        return [r["status"] for r in self.requests()]
 
 
 class RecordingProxy(ThreadedServer):

@@ -6,7 +6,7 @@ verifier and device code only in POSTs to the issuer's token, device and revocat
 endpoints; the ID token nowhere. The attackers here: a cloned repository whose
 pyproject.toml names the issuer or one of its endpoints; an issuer's discovery document
 or redirect pointing elsewhere; plain http; a page that guesses the loopback listener's
-port; a provider's odd answers. The issuer is the real OpenID provider of tests/idp
+port; a provider's odd answers. The issuer is the real OpenID provider of demo/idp
 (behind a recording proxy where what it received matters) or, for answers no honest
 provider gives, a small issuer written for the attack; a recording server on another
 port of 127.0.0.1 stands for the attacker's origin. Every test asserts on what the

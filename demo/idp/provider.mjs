@@ -1,13 +1,14 @@
-// The OpenID Connect provider the tests log in to: oidc-provider (npm), a certified
-// OpenID provider nobody in this project wrote, on 127.0.0.1 with short lifetimes.
+// The OpenID Connect provider of `make demo-oauth` and of the OAuth tests: oidc-provider
+// (npm), a certified OpenID provider nobody in this project wrote, on 127.0.0.1 with short
+// lifetimes. demo/idp/servers.py starts it (IdentityProvider).
 //
-//   node tests/idp/provider.mjs            (settings from the environment, see below)
+//   node demo/idp/provider.mjs            (settings from the environment, see below)
 //
-// It listens on an ephemeral port of 127.0.0.1 and prints one JSON line on stdout,
-// {"issuer": "http://127.0.0.1:PORT", "listen": "http://127.0.0.1:PORT"}, once it
+// It listens on 127.0.0.1 (IDP_PORT, or an ephemeral port) and prints one JSON line on
+// stdout, {"issuer": "http://127.0.0.1:PORT", "listen": "http://127.0.0.1:PORT"}, once it
 // accepts connections (the two differ when IDP_ISSUER names a proxy in front of it).
 //
-// Clients (the test API is a client too: it introspects the tokens it receives):
+// Clients (the protected API is a client too: it introspects the tokens it receives):
 //   notebook  public; device code, authorization code + PKCE (loopback redirect,
 //             any port: a native client per RFC 8252), refresh tokens (rotating)
 //   robot     confidential (client_secret_basic / client_secret_post); client credentials
@@ -16,7 +17,7 @@
 // A person's part (sign-in, consent, device approval) goes through the provider's
 // own development pages (devInteractions): any login name, any password.
 //
-// Environment: IDP_ACCESS_TTL, IDP_REFRESH_TTL, IDP_DEVICE_TTL (seconds),
+// Environment: IDP_PORT, IDP_ACCESS_TTL, IDP_REFRESH_TTL, IDP_DEVICE_TTL (seconds),
 // IDP_DEVICE_INTERVAL (the polling interval the device endpoint announces),
 // IDP_SLOW_DOWN (answer the first N device polls with slow_down), IDP_CLIENT_SECRET,
 // IDP_API_SECRET, IDP_ISSUER.
@@ -35,7 +36,8 @@ const interval = seconds('IDP_DEVICE_INTERVAL', 1);
 let slowDowns = seconds('IDP_SLOW_DOWN', 0);
 
 const server = http.createServer();
-await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
+const port = Number.parseInt(env('IDP_PORT', '0'), 10);
+await new Promise((resolve) => { server.listen(port, '127.0.0.1', resolve); });
 const listen = `http://127.0.0.1:${server.address().port}`;
 // IDP_ISSUER: the public address when a recording proxy stands in front of the provider.
 const issuer = env('IDP_ISSUER', listen);

@@ -1,0 +1,1 @@
+"""The OpenID provider (oidc-provider on Node) and the API it protects: ``python -m demo.idp``."""
