@@ -353,7 +353,8 @@ class LoginForm:
         if self.state.done:  # the interrupt came after the login
             return "the login had completed"
         self.state.interrupted = True  # from now on no event is taken
-        self._finish("Login interrupted: not logged in.", error=True)
+        # No line of its own: the cell's KeyboardInterrupt line says it (as for a cancel).
+        self._finish("Login interrupted: not logged in.", error=True, line=False)
         self._forget()
         return "not logged in, nothing was stored"
 
