@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from session_magics.demo import ThreadedServer
-from session_magics.errors import LoginError, ProfileError, SessionExpired, SessionMagicsError
+from session_magics.errors import LoginCancelled, LoginError, ProfileError, SessionExpired, SessionMagicsError
 from session_magics.oauth import OAuthSession, OAuthSettings
 from session_magics.profile import Profile
 from session_magics.store import KeyringStore, MemoryStore
@@ -827,7 +827,7 @@ def test_a_cancelled_code_login_closes_its_listener(idp, oauth_api):
     assert login.wait(30) and login.cancelled
     wait_until(lambda: _refused(redirected), what="the listener to close")
     assert s.token is None
-    with pytest.raises(SessionExpired, match="Login cancelled"):
+    with pytest.raises(LoginCancelled, match="is not logged in"):
         login.outcome(30)
 
 
