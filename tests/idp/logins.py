@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from typing import Any
 
 from session_magics.oauth import OAuthSession, OAuthSettings
@@ -68,10 +67,9 @@ def in_cell_with_person(shell, source, act, kind):
     done = threading.Event()
 
     def person():
-        link = None
-        while link is None and not done.is_set():
+        link = panel_link(shell, start, kind)
+        while link is None and not done.wait(0.02):  # until the panel shows it, or the cell ended
             link = panel_link(shell, start, kind)
-            time.sleep(0.02)
         if link:
             act(link)
 

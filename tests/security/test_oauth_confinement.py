@@ -451,19 +451,21 @@ def test_approval_panel_in_the_cell_then_the_device_login(
     start = len(shell.displayed)
     seen_before_tick: list[int] = []
 
+    def approval_box():
+        for data in shell.displayed[start:]:
+            view = isinstance(data, dict) and data.get("application/vnd.jupyter.widget-view+json")
+            stack = [_instances[view["model_id"]]] if view else []
+            while stack:
+                widget = stack.pop()
+                stack.extend(getattr(widget, "children", ()))
+                if "Send my credentials to" in str(getattr(widget, "description", "")):
+                    return widget
+        return None
+
     def tick_box():
-        while True:
-            for data in shell.displayed[start:]:
-                view = isinstance(data, dict) and data.get("application/vnd.jupyter.widget-view+json")
-                stack = [_instances[view["model_id"]]] if view else []
-                while stack:
-                    widget = stack.pop()
-                    stack.extend(getattr(widget, "children", ()))
-                    if "Send my credentials to" in str(getattr(widget, "description", "")):
-                        seen_before_tick.append(len(idp.proxy.requests()))
-                        widget.value = True  # the person ticks the box
-                        return
-            time.sleep(0.02)
+        box = wait_until(approval_box, 60, "the approval checkbox", poll=0.02)
+        seen_before_tick.append(len(idp.proxy.requests()))
+        box.value = True  # the person ticks the box
 
     ticker = threading.Thread(target=tick_box, daemon=True)
     ticker.start()
