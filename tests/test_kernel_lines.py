@@ -307,11 +307,10 @@ def test_detected_lines(frontend: Frontend) -> None:
     assert out.strip() == expected, (version, out)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_interrupt_ends_the_wait_and_the_kernel_still_answers(frontend: Frontend, mode: str) -> None:
-    fe = frontend
-    fe.run(SETUP)
-    wait = fe.execute("print('WAITING', flush=True)\n" + WAIT[mode].format(timeout=None))
+def _interrupt_once_waiting(fe: Frontend, code: str) -> dict[str, Any]:
+    """Run ``code`` (it prints WAITING, then waits), interrupt the kernel once the wait has
+    begun, and return the cell's execute_reply."""
+    wait = fe.execute(code)
     printed = fe.pump_iopub(
         lambda m: m["msg_type"] == "stream" and "WAITING" in m["content"]["text"],
         "the waiting cell's start",
@@ -320,6 +319,14 @@ def test_interrupt_ends_the_wait_and_the_kernel_still_answers(frontend: Frontend
     fe.km.interrupt_kernel()
     fe.finished(wait)
     (reply,) = fe.replies(wait)
+    return reply
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_interrupt_ends_the_wait_and_the_kernel_still_answers(frontend: Frontend, mode: str) -> None:
+    fe = frontend
+    fe.run(SETUP)
+    reply = _interrupt_once_waiting(fe, "print('WAITING', flush=True)\n" + WAIT[mode].format(timeout=None))
     # Both waits end with KeyboardInterrupt, as any interrupted cell: the asynchronous one
     # too, which ipykernel interrupts by cancelling the awaiting cell (asyncio's
     # CancelledError, turned into KeyboardInterrupt by the wait).
@@ -344,15 +351,7 @@ def test_interrupt_reaches_a_synchronous_wait_in_a_cell_that_awaits(frontend: Fr
     interrupt would be seen only once the wait ended by itself (here: never)."""
     fe = frontend
     fe.run(SETUP)
-    wait = fe.execute(AWAITING_CELL_WAIT)
-    printed = fe.pump_iopub(
-        lambda m: m["msg_type"] == "stream" and "WAITING" in m["content"]["text"],
-        "the waiting cell's start",
-    )
-    _wait_begins(fe, wait, printed)
-    fe.km.interrupt_kernel()
-    fe.finished(wait)
-    (reply,) = fe.replies(wait)
+    reply = _interrupt_once_waiting(fe, AWAITING_CELL_WAIT)
     assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
     assert fe.run("print('AFTER')") == "AFTER\n"
     # The cell's handler was put back: an interrupt reaching the idle kernel is ignored.
