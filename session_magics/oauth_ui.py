@@ -257,7 +257,10 @@ class CodePanel(_Panel):
             'style="display:inline-block;padding:0.3em 1em;background:#1976d2;color:white;'
             'border-radius:3px;text-decoration:none">Sign in</a>'
         )
+        # Sent when the field is left (the click on "Use address"), not per keystroke: see
+        # the user name field of ui.LoginForm for why a per-keystroke value can come late.
         self.pasted = w.Text(
+            continuous_update=False,
             placeholder="remote kernel? paste the address the browser showed after signing in",
             layout=w.Layout(width="32em"),
         )

@@ -116,10 +116,17 @@ class LoginForm:
         self.final_line = ""  # the line that replaced the form
         token_mode = session.profile.token_mode
         self.title = w.HTML(f"<b>{html.escape(title)}</b>")
+        # continuous_update=False: the name is sent once, when the field is left (Tab, a
+        # click) or on Enter, not per keystroke. ipywidgets' frontend holds back a
+        # widget's further updates until the kernel has answered the one in flight, while
+        # Enter's "submit" and a button's click go out at once: with an update per
+        # keystroke, a fast "name, Tab, password, Enter" could reach the kernel as the
+        # click first and the rest of the name after it, and log in as "d" instead of "demo".
         self.user = w.Text(
             value=user or session.profile.user or "",
             description="User" if not token_mode else "Label",
             placeholder="user name" if not token_mode else "a name for this token (optional)",
+            continuous_update=False,
         )
         # The browser sends the value when the field is left or on Enter (not per
         # keystroke). It is taken out of the widget at once, so saved widget state

@@ -422,6 +422,75 @@ class StatusRecorder:
         assert set(server) <= {"busy", "idle"}, f"Jupyter Server answered {server}"
 
 
+class WidgetAckGate:
+    """Stands between the page and the kernel's websocket (Playwright's WebSocket
+    routing) and, while :meth:`hold` is on, keeps back from the page every ``idle``
+    the kernel sends in answer to a ``comm_msg``: the acknowledgement ipywidgets'
+    frontend waits for before it sends a widget's next update. So the page behaves
+    as with a kernel that answers widget messages late: a widget's further updates
+    stay in the browser, while clicks and Enter's "submit" (custom messages, never
+    held back by ipywidgets) go out at once. :meth:`release` sends what was kept.
+
+    Install it before the notebook opens (``WidgetAckGate(page)``). Both framings of
+    Jupyter Server's kernel websocket are read: JSON text and the binary
+    ``v1.kernel.websocket.jupyter.org`` protocol.
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.holding = False
+        self.kept: list[tuple[Any, str | bytes]] = []
+        self.lock = threading.Lock()
+        page.route_web_socket(re.compile(r"/api/kernels/[^/]+/channels"), self._route)
+
+    def _route(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+        server.on_message(lambda message: self._from_kernel(ws, message))
+
+    @staticmethod
+    def acknowledges_widget_update(message: str | bytes) -> bool:
+        """Whether a kernel message is an ``idle`` status whose parent is a ``comm_msg``."""
+        if isinstance(message, str):
+            msg = json.loads(message)
+            channel, parent, content = msg.get("channel"), msg.get("parent_header"), msg.get("content")
+        else:  # v1: the number of offsets, the offsets, then channel, header, parent, metadata, content
+            count = int.from_bytes(message[:8], "little")
+            offsets = [int.from_bytes(message[8 + 8 * i : 16 + 8 * i], "little") for i in range(count)]
+            parts = [message[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+            if len(parts) < 5:
+                return False
+            channel = parts[0].decode()
+            parent, content = json.loads(parts[2] or b"{}"), json.loads(parts[4] or b"{}")
+        return (
+            channel == "iopub"
+            and isinstance(content, dict)
+            and content.get("execution_state") == "idle"
+            and isinstance(parent, dict)
+            and parent.get("msg_type") == "comm_msg"
+        )
+
+    def _from_kernel(self, ws: Any, message: str | bytes) -> None:
+        with self.lock:
+            if self.holding and self.acknowledges_widget_update(message):
+                self.kept.append((ws, message))
+                return
+        ws.send(message)
+
+    def hold(self) -> None:
+        with self.lock:
+            self.holding = True
+
+    def release(self) -> int:
+        """Stop holding and send what was kept, in order; return how many."""
+        with self.lock:
+            self.holding = False
+            kept, self.kept = self.kept, []
+        for ws, message in kept:
+            with suppress(Exception):  # the page may be gone
+                ws.send(message)
+        return len(kept)
+
+
 class NotebookPage:
     """One notebook of a running :class:`JupyterLab`, open in a browser page with
     one of the :data:`FRONTENDS`."""

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from session_magics.demo import DemoServer
-from tests.e2e.harness import FORM, FRONTENDS, NotebookPage, wait_until
+from tests.e2e.harness import FORM, FRONTENDS, NotebookPage, WidgetAckGate, wait_until
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -125,6 +125,37 @@ def test_the_keyboard_is_in_the_first_empty_field_when_the_form_appears(notebook
     keys.press("Enter")
     out = nb.wait_for_output(1, "Logged in as demo")
     assert "Enter the password" not in out
+    nb.wait_for_output(2, "NEXT")
+
+
+@pytest.mark.parametrize("submit", ["Enter", "click"])
+def test_a_fast_login_is_whole_when_the_kernel_acknowledges_widget_updates_late(
+    notebook, page, kernel, api, submit
+) -> None:
+    """Name, Tab, password, Enter (or a click on Log in) while the page hears no
+    acknowledgement of widget updates: ipywidgets' frontend then keeps a field's
+    further updates back, while Enter and clicks go out at once. The kernel must
+    still log in with the whole name and password, not with what arrived first."""
+    gate = WidgetAckGate(page)
+    nb = notebook([setup_cell(api), "%login {{API}}", 'print("NEXT")'], kernel)
+    nb.run_all()
+    form = nb.login_form()
+    field = form.locator("input[type=text]").first.element_handle()
+    nb.page.wait_for_function("(el) => el === document.activeElement", arg=field)
+    gate.hold()
+    try:
+        keys = nb.page.keyboard
+        keys.type("demo")
+        keys.press("Tab")
+        keys.type(api.config.password)
+        if submit == "Enter":
+            keys.press("Enter")
+        else:
+            form.locator("button", has_text="Log in").first.click()
+        out = nb.wait_for_output(1, "Logged in as demo|answered|Enter the")
+    finally:
+        gate.release()
+    assert "Logged in as demo" in out, out
     nb.wait_for_output(2, "NEXT")
 
 
