@@ -25,6 +25,8 @@ Rules this module keeps:
 * Nothing leaving :meth:`KeyringStore.load`, ``save`` or ``delete`` carries a traceback
   into the frames that held a value (see :func:`~session_magics.redact.sealed`); a
   backend's ``SystemExit`` or own ``BaseException`` is a :class:`KeyringError`.
+* The backend keyring's discovery chose is remembered for the next process (see
+  :mod:`session_magics.keyring_choice`): discovery imports every installed backend.
 * Loads, saves and deletes hold a per-user file lock (``filelock``), so two
   kernels never use the keyring at the same moment: a save's chunks, head and
   ``@last-user`` entry land together, and a load never sees half a save. The
@@ -250,10 +252,19 @@ class KeyringStore:
         timeout: float = 10.0,
         allow_plaintext: bool = False,
         lock_path: str | os.PathLike[str] | None = "",
+        backend_note: str | os.PathLike[str] | None = "",
     ) -> None:
         """``lock_path``: the file lock shared with other processes; ``""`` (the
-        default) means :func:`default_lock_path`, ``None`` means no lock."""
+        default) means :func:`default_lock_path`, ``None`` means no lock.
+        ``backend_note``: where the backend found is remembered for the next process
+        (:mod:`session_magics.keyring_choice`); ``""`` means next to the default lock,
+        ``None`` means keyring's discovery every time."""
         self._backend = backend
+        if backend_note == "":
+            from .keyring_choice import default_note_path
+
+            backend_note = default_note_path()
+        self.backend_note = None if backend_note is None else Path(backend_note)
         self.timeout = timeout
         self.allow_plaintext = allow_plaintext
         self.lock_path = default_lock_path() if lock_path == "" else lock_path
@@ -273,10 +284,16 @@ class KeyringStore:
     @property
     def backend(self) -> KeyringBackend:
         if self._backend is None:
-            import keyring
+            from .keyring_choice import choose, remember
 
-            found = _call_with_timeout(keyring.get_keyring, self.timeout, "find a backend")
-            self._backend = safe_backend(found, self.allow_plaintext)
+            note, allow = self.backend_note, self.allow_plaintext
+            found, discovered = _call_with_timeout(
+                lambda: choose(note, allow), self.timeout, "find a backend"
+            )
+            chosen = safe_backend(found, allow)
+            if discovered and note is not None and unsafe_backend_reason(chosen, allow) is None:
+                remember(note, chosen, allow)
+            self._backend = chosen
         reason = unsafe_backend_reason(self._backend, self.allow_plaintext)
         if reason:
             raise KeyringError(reason)
