@@ -20,7 +20,6 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
 from .errors import Interrupted, LoginCancelled, OneLine, ProfileError, SessionMagicsError, interrupted_wait
-from .trust import credentials_note
 
 if TYPE_CHECKING:
     from .profile import Profile
@@ -443,6 +442,8 @@ class SessionMagics(Magics):
             msg += f" — profile {session.profile.name!r}"
         if session.profile.oauth is not None:
             msg += f" — via {session.profile.oauth.issuer_key}"  # where the credentials go
+        from .trust import credentials_note
+
         msg += credentials_note(session)  # credential origins other than the API's
         print(msg)
         if session.storage_warning:
@@ -617,6 +618,7 @@ class SessionMagics(Magics):
 
     def _print_status(self) -> None:
         from .config import add_configured_sessions, source_note
+        from .trust import credentials_note
 
         add_configured_sessions(self)  # configured profiles are listed too
         if not self.sessions:

@@ -17,7 +17,6 @@ header, the URL; plain, URL-, JSON- or HTML-escaped). ``.data``, ``.text``,
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -105,7 +104,9 @@ SUMMARY_COLORS = {True: "#2e7d32", False: "#c62828"}  # a successful answer, an 
 def summary_html(text: str, ok: bool = True) -> str:
     """The summary line as HTML: one look for every display (JSON tree, table, text,
     DataFrame, extract), green for a successful answer, red for an error status."""
-    return f'<div style="font-family:monospace;color:{SUMMARY_COLORS[bool(ok)]}">{html.escape(text)}</div>'
+    from html import escape  # here, not at the top: %load_ext imports this module (advance_cell)
+
+    return f'<div style="font-family:monospace;color:{SUMMARY_COLORS[bool(ok)]}">{escape(text)}</div>'
 
 
 class SummaryLine:
@@ -381,12 +382,14 @@ class ApiResult:
         if self.json_tree:
             bundle["application/json"] = self.redactor.data(self.data)
             return bundle, {"application/json": {"expanded": False, "root": "data"}}
+        from html import escape
+
         color = SUMMARY_COLORS[bool(self.ok)]
         head = summary_html(summary, self.ok) if carried else ""
         if not self.ok:
-            status = html.escape(self.redactor.text(f"HTTP {self.status_code} {self.reason}"))
-            head += f'<div style="color:{color}"><b>{status}</b>: {html.escape(self.problem())}.</div>'
+            status = escape(self.redactor.text(f"HTTP {self.status_code} {self.reason}"))
+            head += f'<div style="color:{color}"><b>{status}</b>: {escape(self.problem())}.</div>'
         table = self._table_html() if self.ok else None
-        body = table if table is not None else f"<pre>{html.escape(self._preview_text())}</pre>"
+        body = table if table is not None else f"<pre>{escape(self._preview_text())}</pre>"
         bundle["text/html"] = head + body
         return bundle, {}
