@@ -15,6 +15,7 @@ with a message that says what works there.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import sys
 import threading
@@ -134,6 +135,24 @@ def terminal_login(login: PendingLogin, title: str, timeout: float | None = None
     login.outcome(timeout)
 
 
+def _vanish(handle: Any, widget: Any) -> None:
+    """Replace a finished panel by an empty output and close its widgets. The magic's
+    "Logged in" line, or the cell's one error line, says how it ended; and a saved
+    notebook holds no widget view that the reopened notebook could not find (as for
+    the login form, :meth:`session_magics.ui.LoginForm._finish`)."""
+    from .ui import _Line
+
+    if handle is not None:
+        with contextlib.suppress(Exception):
+            handle.update(_Line(""))
+    stack = [widget]
+    while stack:
+        item = stack.pop()
+        stack.extend(getattr(item, "children", ()))
+        with contextlib.suppress(Exception):
+            item.close()
+
+
 def _countdown(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -144,7 +163,7 @@ def _countdown(seconds: float | None) -> str:
 class _Panel:
     """What the magics' wait needs: ``is_finished``, ``close``, ``outcome``."""
 
-    announces = False  # the panel stays; the magic prints the "Logged in" line
+    announces = False  # the panel goes; the magic prints the "Logged in" line
     described = "the sign-in panel"  # how the one line of an interrupted cell names it
 
     def __init__(self, login: PendingLogin, title: str) -> None:
@@ -158,6 +177,7 @@ class _Panel:
         self.cancel_button = w.Button(description="Cancel")
         self.cancel_button.on_click(self._on_cancel)
         self._ticker: threading.Thread | None = None
+        self._handle: Any = None  # the DisplayHandle once shown
 
     def is_finished(self) -> bool:
         return self.login.done.is_set()
@@ -195,28 +215,22 @@ class _Panel:
         if self.login.token is not None:
             return "the login had completed"
         self.close()
-        self._say("Login interrupted: not logged in.", error=True)
+        _vanish(self._handle, self.widget)  # the cell's KeyboardInterrupt line says it
         return "the login was abandoned"
 
     def outcome(self, timeout: float) -> None:
-        token = self.login.token
-        if token is not None:
-            self._say(f"✓ Logged in as {token.user} at {self.session.profile.origin_text}")
-            if self.session.storage_warning:
-                self.message.value += (
-                    f'<br><span style="color:#ef6c00">{html.escape(self.session.storage_warning)}</span>'
-                )
-            return
+        """Logged in (the magic says so), or :class:`SessionExpired` saying why not; the
+        panel is gone either way."""
         try:
-            self.login.outcome(timeout)
-        except SessionExpired as exc:
-            self._say(str(exc), error=True)
-            raise
+            if self.login.token is None:
+                self.login.outcome(timeout)
+        finally:
+            _vanish(self._handle, self.widget)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._handle = display(self.widget, display_id=True)
 
     widget: Any
 
@@ -308,6 +322,7 @@ class ApprovalPanel:
         self.pending = pending
         self.approved = False
         self.cancelled = False
+        self._handle: Any = None  # the DisplayHandle once shown
         self._events: queue.SimpleQueue[str] = queue.SimpleQueue()
         _, where = credential_targets(session)
         origins = ", ".join(p.origin for p in pending)
@@ -367,27 +382,28 @@ class ApprovalPanel:
     def interrupted(self) -> str:
         """The kernel was interrupted while the panel waited (see :meth:`_Panel.interrupted`)."""
         self.close()
+        _vanish(self._handle, self.widget)
         if self.approved:
             return "the approval was recorded, not logged in"
         self.cancelled = True  # from now on no tick is taken
         origins = ", ".join(p.origin for p in self.pending)
-        self._say(f"Interrupted: nothing was sent to {origins}.", error=True)
         return f"nothing was sent to {origins}"
 
     def outcome(self, timeout: float) -> None:
+        """Approved (the sign-in follows; the magic's line names the origin), or
+        :class:`SessionExpired` saying that nothing was sent; the panel is gone either way."""
+        _vanish(self._handle, self.widget)
+        if self.approved:
+            return
         origins = ", ".join(p.origin for p in self.pending)
         who = self.session.profile.describe()
-        if self.approved:
-            self._say(f"Approved: credentials may go to {origins} for this project.")
-            return
         if self.cancelled:
-            text = f"Not approved: nothing was sent to {origins}; {who} is not logged in."
-        else:
-            text = f"No answer within {timeout:g} s: nothing was sent to {origins}; {who} is not logged in."
-        self._say(text, error=True)
-        raise SessionExpired(text)
+            raise SessionExpired(f"Not approved: nothing was sent to {origins}; {who} is not logged in.")
+        raise SessionExpired(
+            f"No answer within {timeout:g} s: nothing was sent to {origins}; {who} is not logged in."
+        )
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._handle = display(self.widget, display_id=True)

@@ -60,6 +60,14 @@ def oauth_login_cells(flow: str, idp, api) -> list[str]:
     ]
 
 
+def no_panel_left(nb) -> None:
+    """A finished panel is gone from the page, and the saved notebook holds no widget view
+    (which a reopened notebook could not find): the magic's line says how the login ended."""
+    nb.page.wait_for_function(f"() => document.querySelectorAll('{PANEL}').length === 0")
+    outputs = json.dumps([cell.get("outputs", []) for cell in nb.save()["cells"]])
+    assert "application/vnd.jupyter.widget-view+json" not in outputs
+
+
 def no_secret_saved(nb, api, backend) -> None:
     saved = json.dumps(nb.save())
     token = KeyringStore(backend).load(Profile(name="x", base_url=api.url))
@@ -104,6 +112,7 @@ def test_device_panel_run_all_and_expiry_in_place(notebook, kernel, provider, se
     Person("ada").approve_device(panel.locator("a").first.get_attribute("href"))
     nb.wait_for_output(4, "200 OK")
     nb.wait_for_output(5, "NEXT2 200 ada")
+    no_panel_left(nb)
     no_secret_saved(nb, api, secret_service_keyring)
 
 
@@ -131,6 +140,7 @@ def test_code_flow_sign_in_in_the_browser(notebook, kernel, provider, secret_ser
     nb.wait_for_output(1, "Logged in as bob")
     nb.wait_for_output(2, "NEXT bob")
     tab.close()
+    no_panel_left(nb)
     no_secret_saved(nb, api, secret_service_keyring)
 
 
@@ -195,7 +205,6 @@ def test_a_projects_issuer_is_approved_in_the_cell_before_anything_reaches_it(
     )
     assert link and device.inner_text().strip() in link
     Person("ada").approve_device(link)
-    # (the panel says "✓ Logged in" first; the magic's line follows it)
     out = nb.wait_for_output(1, re.escape(f"credentials go to {idp.issuer} (set by ./pyproject.toml)"))
     assert "Logged in as ada" in out
     nb.wait_for_output(2, "NEXT ada")
@@ -237,7 +246,6 @@ def test_a_projects_issuer_for_the_code_flow_is_approved_then_the_person_signs_i
     tab.get_by_role("button", name="Continue").click()  # the consent page
     tab.wait_for_function("() => document.body.innerText.includes('Signed in')")
     assert tab.url.startswith("http://127.0.0.1:") and "/callback?" in tab.url
-    # (the panel says "✓ Logged in" first; the magic's line follows it)
     out = nb.wait_for_output(1, re.escape(f"credentials go to {idp.issuer} (set by ./pyproject.toml)"))
     assert "Logged in as bob" in out
     nb.wait_for_output(2, "NEXT bob")
@@ -260,6 +268,7 @@ def test_cancel_at_a_projects_issuer_ends_with_one_line_and_sends_nothing(
     out = nb.wait_for_output(1, "SessionExpired")
     errors = [line for line in out.splitlines() if line.startswith("SessionExpired")]
     assert len(errors) == 1 and "Traceback" not in out, out
+    assert out.count("Not approved") == 1, out  # the panel is gone: the error line says it once
     assert errors[0].startswith(f"SessionExpired: Not approved: nothing was sent to {idp.issuer};")
     assert errors[0].endswith("is not logged in."), errors
     nb.wait_for_prompt(1, r"\[\d+\]:")

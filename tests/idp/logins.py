@@ -45,7 +45,7 @@ def panel_link(shell, start, kind):
 
     for data in shell.displayed[start:]:
         view = data.get("application/vnd.jupyter.widget-view+json") if isinstance(data, dict) else None
-        if not view:
+        if not view or view["model_id"] not in _instances:  # none, or a finished panel (closed)
             continue
         stack = [_instances[view["model_id"]]]
         while stack:

@@ -36,7 +36,7 @@ from session_magics.store import KeyringStore, MemoryStore
 from session_magics.tokens import Token
 from session_magics.trust import ApprovalNeeded, Approvals, SetBy, approval_line
 from tests.conditions import wait_until
-from tests.idp.logins import SECRET_ENV, device_login, in_cell_with_person, panel_link, session_for
+from tests.idp.logins import SECRET_ENV, device_login, in_cell_with_person, session_for
 from tests.idp.person import Person
 from tests.idp.servers import CLIENT_SECRET
 from tests.ipython_helpers import shell_factory
@@ -454,7 +454,7 @@ def test_approval_panel_in_the_cell_then_the_device_login(
     def approval_box():
         for data in shell.displayed[start:]:
             view = isinstance(data, dict) and data.get("application/vnd.jupyter.widget-view+json")
-            stack = [_instances[view["model_id"]]] if view else []
+            stack = [_instances[view["model_id"]]] if view and view["model_id"] in _instances else []
             while stack:
                 widget = stack.pop()
                 stack.extend(getattr(widget, "children", ()))
@@ -810,10 +810,11 @@ def test_a_code_login_nobody_finishes_ends_at_login_timeout_with_its_listener_cl
     monkeypatch.setenv("SESSION_MAGICS_FRONTEND", "widgets")
     shell = new_shell()
     shell.run("%config SessionMagics.login_timeout = 1.5")
-    start = len(shell.displayed)
-    run = shell.run(f"%login {oauth_api.url} --oauth code --issuer {idp.issuer} --client-id notebook")
+    seen: list[str] = []  # the link, read from the panel while it waits (it is gone afterwards)
+    login = f"%login {oauth_api.url} --oauth code --issuer {idp.issuer} --client-id notebook"
+    run = in_cell_with_person(shell, login, seen.append, "Sign in")
     assert isinstance(run.error, SessionExpired) and "No login within 1.5 s" in str(run.error)
-    link = panel_link(shell, start, "Sign in")
+    (link,) = seen
     redirect_uri = parse_qs(urlsplit(link).query)["redirect_uri"][0]
     wait_until(lambda: _refused(redirect_uri), what="the listener to close")
 
