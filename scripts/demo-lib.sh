@@ -124,15 +124,24 @@ demo_server() {
 }
 
 # --- JupyterLab -------------------------------------------------------------------
-# demo_lab PYTHON NOTEBOOK [JUPYTER_LAB_ARG...]: JupyterLab on notebooks/NOTEBOOK; prints
-# the notebook's address and waits for JupyterLab. Does not return: the demo ends with it.
+# demo_lab PYTHON NOTEBOOK [JUPYTER_LAB_ARG...]: JupyterLab on a working copy of
+# notebooks/NOTEBOOK; prints the notebook's address and waits for JupyterLab. Does not
+# return: the demo ends with it.
+#
+# JupyterLab works on copies in $DEMO_NOTEBOOKS (default artifacts/demo-notebooks/, which
+# git ignores), so what it saves (autosave included: outputs, edits) never lands in the
+# repository's notebooks/. A copy is refreshed only when notebooks/ has a newer version.
+DEMO_NOTEBOOKS=${DEMO_NOTEBOOKS:-artifacts/demo-notebooks}
 demo_lab() {
   local py=$1 notebook=$2 root_flag=() runtime_dir server_file notebook_url rc
   shift 2
   [ "$(id -u)" -ne 0 ] || root_flag=(--allow-root)
   runtime_dir=$("$py" -c 'from jupyter_core.paths import jupyter_runtime_dir; print(jupyter_runtime_dir())')
+  mkdir -p "$DEMO_NOTEBOOKS"
+  cp -u notebooks/*.ipynb "$DEMO_NOTEBOOKS/"
+  echo "demo: JupyterLab works on copies in $DEMO_NOTEBOOKS/ (notebooks/ stays as it is; make clean removes them)"
   # Its own session too; the demo waits for it and stops it on Ctrl+C / SIGTERM.
-  setsid "$(dirname "$py")/jupyter" lab --ip=127.0.0.1 "${root_flag[@]}" "$@" "notebooks/$notebook" &
+  setsid "$(dirname "$py")/jupyter" lab --ip=127.0.0.1 "${root_flag[@]}" "$@" "$DEMO_NOTEBOOKS/$notebook" &
   lab_pid=$!
 
   # The address of the notebook, token included: JupyterLab's own banner names /lab, which

@@ -157,6 +157,7 @@ class DemoTerminal:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.target = target
+        self.tmp_path = tmp_path
         self.mark = uuid.uuid4().hex
         # Short: the private bus's socket lives in the keyring directory under it, and a
         # Unix socket's path has at most 107 bytes.
@@ -179,6 +180,7 @@ class DemoTerminal:
             DEMO_TEST_MARK=self.mark,
             TERM="dumb",
         )
+        env["DEMO_NOTEBOOKS"] = str(tmp_path / "demo-notebooks")  # the working copies
         env.update(extra_env or {})
         lab_args = (
             f"--no-browser --port={lab_port} --ServerApp.port_retries=0 "
@@ -334,7 +336,23 @@ def test_make_demo_without_an_os_keyring_uses_a_throwaway_one_and_one_ctrl_c_sto
         headers=headers,
         timeout=10,
     )
-    assert nb.status_code == 200 and nb.json()["type"] == "notebook"  # notebooks/ is the root
+    assert nb.status_code == 200 and nb.json()["type"] == "notebook"
+    # JupyterLab works on a copy: what it saves (outputs, edits) stays out of notebooks/.
+    assert f"demo: JupyterLab works on copies in {term.tmp_path / 'demo-notebooks'}/" in text
+    original = (ROOT / "notebooks" / "quickstart.ipynb").read_bytes()
+    model = requests.get(
+        f"http://127.0.0.1:{lab_port}/api/contents/quickstart.ipynb", headers=headers, timeout=10
+    ).json()
+    model["content"]["cells"][0]["source"] = "edited in the demo"
+    saved = requests.put(
+        f"http://127.0.0.1:{lab_port}/api/contents/quickstart.ipynb",
+        headers=headers,
+        json={"type": "notebook", "format": "json", "content": model["content"]},
+        timeout=10,
+    )
+    assert saved.status_code == 200, saved.text
+    assert (ROOT / "notebooks" / "quickstart.ipynb").read_bytes() == original
+    assert "edited in the demo" in (term.tmp_path / "demo-notebooks" / "quickstart.ipynb").read_text()
 
     # A kernel of this JupyterLab logs in and keeps the token in the throwaway keyring.
     code = (
