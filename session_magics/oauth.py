@@ -660,7 +660,10 @@ class PendingLogin:
     def run(self) -> None:
         try:
             token = self._wait_for_token()
-            if token is not None:
+            # A poll (or code exchange) already on its way when the wait was abandoned or
+            # cancelled may still bring a token: the person has given up, so it is dropped,
+            # never stored. (Only the instant between this check and the save is left.)
+            if token is not None and not self.stop.is_set():
                 self.token = self.session._remember(token)
         except SessionExpired as exc:
             self.error = str(exc)

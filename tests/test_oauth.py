@@ -86,6 +86,35 @@ def test_device_flow_refused_at_the_provider_ends_with_access_denied(idp, oauth_
     assert s.token is None
 
 
+@pytest.mark.parametrize("how", ["cancel", "abandon"])
+def test_a_token_arriving_after_the_person_gave_up_is_dropped_not_stored(
+    idp_factory, oauth_api_factory, how
+):
+    """Cancel (or an interrupt, which abandons the wait) while the poll that carries the
+    token is already on its way: the token that arrives is not stored, the session holds
+    none, and a cancel ends as a cancel."""
+    from session_magics.errors import LoginCancelled
+
+    idp = idp_factory(recorded=True)
+    store = MemoryStore()
+    s = session_for(idp, oauth_api_factory(idp), "device", store=store)
+    login = s.device_login().begin()
+    login.start_in_thread()
+    idp.proxy.hold_tokens()
+    try:
+        Person("ada").approve_device(login.link)
+        assert idp.proxy.token_held.wait(60), "no token answer reached the proxy"
+        getattr(login, how)()  # the person gives up while the token is on its way
+    finally:
+        idp.proxy.release_tokens()
+    assert login.wait(60)
+    assert login.token is None and s.token is None
+    assert store.load(s.profile) is None
+    if how == "cancel":
+        with pytest.raises(LoginCancelled):
+            login.outcome(30)
+
+
 def test_device_code_that_expires_ends_with_a_clear_message(idp_factory, oauth_api_factory):
     idp = idp_factory(device_ttl=2)
     s = session_for(idp, oauth_api_factory(idp), "device")

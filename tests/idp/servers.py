@@ -92,6 +92,11 @@ class RecordingProxy(ThreadedServer):
         self.target = ""
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
+        # hold_tokens(): a token endpoint answer that carries an access token waits for
+        # release_tokens(); token_held is set once one is waiting (a login "in flight").
+        self._holding = False
+        self.token_held = threading.Event()
+        self._release = threading.Event()
         self._http = requests.Session()
         self._http.trust_env = False
         app = Starlette(
@@ -113,6 +118,9 @@ class RecordingProxy(ThreadedServer):
             )
 
         answer = await anyio.to_thread.run_sync(forward)
+        if self._holding and request.url.path.endswith("/token") and b'"access_token"' in answer.content:
+            self.token_held.set()
+            await anyio.to_thread.run_sync(lambda: self._release.wait(60))
         record.update(status=answer.status_code, answer=answer.content, at=time.monotonic())
         with self._lock:
             self._records.append(record)
@@ -125,6 +133,16 @@ class RecordingProxy(ThreadedServer):
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(r) for r in self._records]
+
+    def hold_tokens(self) -> None:
+        """From now on, keep back the token endpoint's answers that carry a token."""
+        self._release.clear()
+        self.token_held.clear()
+        self._holding = True
+
+    def release_tokens(self) -> None:
+        self._holding = False
+        self._release.set()
 
 
 @pytest.fixture
