@@ -1,8 +1,9 @@
 """Which keyring backend to use, without keyring's full discovery when nothing changed.
 
 With no configuration, ``keyring.get_keyring()`` imports every installed backend and
-asks each for its priority (the Secret Service's asks D-Bus): 80–140 ms on a laptop,
-most of what the first result of a fresh kernel costs beyond its imports. So the
+asks each for its priority (the Secret Service's asks D-Bus): 70–100 ms on the machine
+docs/performance.md was measured on, the largest part of what the first result of a
+fresh kernel costs beyond its imports. So the
 backend session-magics ends up using is remembered in a small note next to the
 keyring lock (``$XDG_RUNTIME_DIR/session-magics/keyring-backend.json``, or the user's
 cache folder): the backend's class and a *fingerprint* of what discovery depends on.

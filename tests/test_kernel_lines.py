@@ -718,16 +718,6 @@ def _panel_waits(fe: Frontend, cell: str) -> dict[str, Any]:
     return panel
 
 
-def _updates(fe: Frontend, comm_ids: list[str], key: str) -> list[Any]:
-    return [
-        m["content"]["data"]["state"][key]
-        for m in fe.iopub
-        if m["msg_type"] == "comm_msg"
-        and m["content"]["comm_id"] in comm_ids
-        and key in m["content"]["data"].get("state", {})
-    ]
-
-
 def test_interrupting_the_device_code_panel(frontend: Frontend, idp: Any, oauth_api: Any) -> None:
     """%login --oauth device waits for the person to approve in a browser; interrupted,
     the cell ends with one line, the panel is removed (no line of its own) and its widgets
