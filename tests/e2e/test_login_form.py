@@ -152,7 +152,10 @@ def test_a_fast_login_is_whole_when_the_kernel_acknowledges_widget_updates_late(
             keys.press("Enter")
         else:
             form.locator("button", has_text="Log in").first.click()
-        out = nb.wait_for_output(1, "Logged in as demo|answered|Enter the")
+        # Logged in, or the server's refusal (what half a name or password gets). Not "Enter
+        # the password.": Enter sends its submit before the field's value, so the form may
+        # say that for a moment and log in when the value follows.
+        out = nb.wait_for_output(1, "Logged in as demo|answered")
     finally:
         gate.release()
     assert "Logged in as demo" in out, out
