@@ -82,6 +82,18 @@ DEMO_SESSION_CONFIG = DemoConfig(access_ttl=60, refresh_ttl=600, log_level="warn
 # -- the demo API in a thread --------------------------------------------------------
 
 
+def python_json(code: str, *args: str, cwd: Path, env: dict[str, str]) -> Any:
+    """Run ``python -c code args`` in a fresh process (``cwd``, ``env``) and return the JSON
+    of the last line it printed; a failing process fails the test with its stderr."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
     with socket.socket() as sock:

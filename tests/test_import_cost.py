@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.servers import python_json
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = (
@@ -47,16 +47,7 @@ def probe(cwd: Path) -> dict[str, list[str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env["XDG_CONFIG_HOME"] = str(cwd / "xdg")
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(HEAVY)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(python_json(PROBE, json.dumps(HEAVY), cwd=cwd, env=env))
 
 
 def test_load_ext_imports_nothing_heavy(tmp_path):

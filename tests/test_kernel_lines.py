@@ -498,28 +498,36 @@ CALLS = {
 }
 
 
-def _form_waits(fe: Frontend, cell: str) -> dict[str, str]:
-    """Wait until ``cell`` shows a login form and its wait has begun (the cell's busy,
-    said once when the wait starts); the comm ids of the form's widgets by role."""
+def _widgets_waiting(fe: Frontend, cell: str, what: str) -> list[tuple[str, dict[str, Any]]]:
+    """Wait until ``cell`` shows a widget view (``what``: the login form, a panel) and its
+    wait has begun (the cell's busy, said once when the wait starts); the comm id and
+    state of every widget the cell opened."""
     shown = fe.pump_iopub(
         lambda m: m["msg_type"] == "display_data"
         and m["parent_header"].get("msg_id") == cell
         and WIDGET_VIEW in m["content"]["data"],
-        "the login form",
+        what,
     )
     _wait_begins(fe, cell, shown)
+    return [
+        (m["content"]["comm_id"], m["content"]["data"].get("state", {}))
+        for m in fe.iopub
+        if m["msg_type"] == "comm_open" and m["parent_header"].get("msg_id") == cell
+    ]
+
+
+def _form_waits(fe: Frontend, cell: str) -> dict[str, str]:
+    """Wait until ``cell`` shows a login form and waits for it; the comm ids of the form's
+    widgets by role."""
     comms: dict[str, str] = {}
-    for m in fe.iopub:
-        if m["msg_type"] != "comm_open" or m["parent_header"].get("msg_id") != cell:
-            continue
-        state = m["content"]["data"].get("state", {})
+    for comm_id, state in _widgets_waiting(fe, cell, "the login form"):
         model, description = state.get("_model_name"), state.get("description")
         if model == "PasswordModel":
-            comms["password"] = m["content"]["comm_id"]
+            comms["password"] = comm_id
         elif model == "ButtonModel" and description == "Log in":
-            comms["log in"] = m["content"]["comm_id"]
+            comms["log in"] = comm_id
         if not model.endswith(("LayoutModel", "StyleModel")):
-            comms["controls"] = comms.get("controls", "") + " " + m["content"]["comm_id"]
+            comms["controls"] = comms.get("controls", "") + " " + comm_id
     assert "password" in comms and "log in" in comms, comms
     return comms
 
@@ -695,22 +703,12 @@ def test_interrupting_the_login_form_of_a_running_request(
 def _panel_waits(fe: Frontend, cell: str) -> dict[str, Any]:
     """Wait until ``cell`` shows an OAuth device panel and waits for it; the comm ids
     of its Cancel button and message line, and the link the person opens."""
-    shown = fe.pump_iopub(
-        lambda m: m["msg_type"] == "display_data"
-        and m["parent_header"].get("msg_id") == cell
-        and WIDGET_VIEW in m["content"]["data"],
-        "the device code panel",
-    )
-    _wait_begins(fe, cell, shown)
     panel: dict[str, Any] = {"html": []}
-    for m in fe.iopub:
-        if m["msg_type"] != "comm_open" or m["parent_header"].get("msg_id") != cell:
-            continue
-        state = m["content"]["data"].get("state", {})
+    for comm_id, state in _widgets_waiting(fe, cell, "the device code panel"):
         if state.get("_model_name") == "ButtonModel" and state.get("description") == "Cancel":
-            panel["cancel"] = m["content"]["comm_id"]
+            panel["cancel"] = comm_id
         elif state.get("_model_name") == "HTMLModel":
-            panel["html"].append(m["content"]["comm_id"])
+            panel["html"].append(comm_id)
             link = re.search(r'href="([^"]+)"', state.get("value", ""))
             if link:
                 panel["link"] = html.unescape(link.group(1))

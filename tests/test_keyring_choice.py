@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.servers import python_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.secretservice]
 
@@ -47,16 +47,7 @@ def child(note: Path, cwd: Path, *, allow_plaintext: bool = False, **env: str) -
     environ["PYTHONPATH"] = str(ROOT)
     environ["XDG_CONFIG_HOME"] = str(cwd / "config")  # no keyringrc.cfg
     environ.update(env)
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(note), "1" if allow_plaintext else "0"],
-        env=environ,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return dict(python_json(CHILD, str(note), "1" if allow_plaintext else "0", cwd=cwd, env=environ))
 
 
 @pytest.fixture
