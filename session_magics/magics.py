@@ -260,12 +260,8 @@ class SessionMagics(Magics):
         from . import waiting
 
         def wait(form: Any) -> None:
-            try:
+            with _waiting_on(form, what):
                 waiting.wait_for(form.is_finished, self.login_timeout)
-            except KeyboardInterrupt as exc:
-                raise _interrupted(form, what, exc) from None
-            finally:
-                form.close()
 
         return wait
 
@@ -274,12 +270,8 @@ class SessionMagics(Magics):
         from . import waiting
 
         async def wait(form: Any) -> None:
-            try:
+            with _waiting_on(form, what):
                 await waiting.wait_for_async(form.is_finished, self.login_timeout)
-            except KeyboardInterrupt as exc:
-                raise _interrupted(form, what, exc) from None
-            finally:
-                form.close()
 
         return wait
 
@@ -1072,6 +1064,18 @@ def _hiding(secrets: tuple[str, ...]) -> Iterator[None]:
 
 def _api_name(cell: str | None) -> str:
     return "%api" if cell is None else "%%api"
+
+
+@contextmanager
+def _waiting_on(form: Any, what: str) -> Iterator[None]:
+    """Around the wait for ``form`` (both drivers): an interrupt becomes the cell's one
+    line (:func:`_interrupted`), and the form is closed however the wait ends."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise _interrupted(form, what, exc) from None
+    finally:
+        form.close()
 
 
 def _interrupted(form: Any, what: str, exc: KeyboardInterrupt) -> KeyboardInterrupt:
